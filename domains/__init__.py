@@ -1,0 +1,1 @@
+"""Domain plugins: data and model families for learning-curve sweeps."""

@@ -1,0 +1,124 @@
+"""The domain plugin interface: everything the orchestrator needs from a data + model family.
+
+A domain is registered under the entry-point group ``scaling_sweep.domains`` and is used in three places:
+
+* on the driver, before any trial starts: ``source_model`` validates the spec's ``data`` section and
+  ``hparam_defaults`` names the hyperparameters a family accepts (unknown ones are spec errors);
+  ``prepare`` then reads the raw data once per sweep (tokenizer, vocabulary, tensors), cached on disk;
+* inside each trial: ``build_task`` builds the model for a (family, width, hyperparameters, seed) on the
+  nested training shard of the requested fraction, and the returned ``Task`` trains and evaluates;
+* in the results: ``train_size`` gives the shard size in the domain's natural unit (words, images, hours).
+
+The orchestrator never imports a concrete domain; it only talks to this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+
+class DataSourceError(ValueError):
+    """The data named by a spec is missing, empty or malformed. Raised before any trial is queued."""
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What a model family reports. ``metric`` is the primary (fitted) metric; all metrics are lower-is-better."""
+
+    metric: str
+    metrics: Mapping[str, str]  # metric name -> unit / short description, for tables and the service
+    width_meaning: str = "hidden size"
+    description: str = ""
+    size_unit: str | None = None  # overrides the domain's size unit (char LM: characters, word LM: words)
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """One trial's coordinates, as planned by the orchestrator."""
+
+    family: str
+    fraction: float
+    width: int
+    hparams: Mapping[str, Any]
+    seed: int
+    threads: int = 1
+    device: str = "cpu"
+
+
+@dataclass
+class TrainStats:
+    """What a ``Task.train`` call did: mean training loss over the steps and how much data it consumed."""
+
+    loss: float
+    samples: float  # in the domain's natural size unit (words, characters, images, seconds of audio)
+    steps: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Task(abc.ABC):
+    """A model being trained on one shard. Owns model, optimizer, data cursor and RNG state."""
+
+    num_params: int
+
+    @abc.abstractmethod
+    def train(self, steps: int) -> TrainStats:
+        """Run ``steps`` optimizer steps on the shard (wrapping around it as needed)."""
+
+    @abc.abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Metrics on the fixed validation split; every value is lower-is-better."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training exactly: model, optimizer, cursor, RNG."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from ``state_dict``."""
+
+
+class Domain(abc.ABC):
+    """A learning-curve domain: data source, nested shards, model families, metrics."""
+
+    name: ClassVar[str]
+    size_unit: ClassVar[str]  # natural unit of training-set size: "words", "images", "hours", ...
+    families: ClassVar[Mapping[str, FamilyInfo]]
+    source_model: ClassVar[type[BaseModel]]  # pydantic model of the spec's ``data`` section
+
+    @abc.abstractmethod
+    def hparam_defaults(self, family: str) -> dict[str, Any]:
+        """Hyperparameters this family accepts, with defaults. A spec may only set these names."""
+
+    @abc.abstractmethod
+    def prepare(self, source: BaseModel, cache_dir: Path) -> Any:
+        """Read and preprocess the data once per sweep; cache under ``cache_dir`` and reuse when present.
+
+        Must raise ``DataSourceError`` for missing or unusable data. The returned object is shipped to every
+        trial through Ray's object store, so keep it to arrays and plain data.
+        """
+
+    @abc.abstractmethod
+    def train_size(self, prepared: Any, fraction: float, family: str) -> float:
+        """Size of the nested training shard of ``fraction`` in ``unit_for(family)``."""
+
+    @abc.abstractmethod
+    def build_task(self, prepared: Any, setup: TrialSetup) -> Task:
+        """Build the model and optimizer for one trial on its shard; deterministic given ``setup.seed``."""
+
+    def unit_for(self, family: str) -> str:
+        """The training-size unit of a family's learning curve."""
+        return self.family(family).size_unit or self.size_unit
+
+    def family(self, family: str) -> FamilyInfo:
+        """Look up a family, failing with the list of known ones."""
+        try:
+            return self.families[family]
+        except KeyError:
+            known = ", ".join(sorted(self.families))
+            raise KeyError(f"domain {self.name!r} has no family {family!r}; known families: {known}") from None

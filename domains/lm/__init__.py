@@ -1,0 +1,3 @@
+from domains.lm.domain import LMDomain
+
+__all__ = ["LMDomain"]

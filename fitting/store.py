@@ -1,0 +1,189 @@
+"""The results store: one Parquet file per finished trial under ``<storage>/results/``.
+
+Files are named by the trial's deterministic key, so rewriting a trial replaces it (a resumed sweep never
+duplicates a row) and each write is a single atomic step (rename on a local disk, a single put on object
+storage). Per-iteration rows go to ``<storage>/history/``. Any pyarrow filesystem URI works (path, s3://,
+gs://). This module imports pyarrow only: the fitting service must stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+RESULTS_DIR = "results"
+HISTORY_DIR = "history"
+
+# Trial outcomes. "completed": ran to its resource cap or stopped itself when validation stopped improving;
+# "stopped": early-stopped by ASHA; "diverged": non-finite loss; "errored": raised (after retries).
+STATUSES = ("completed", "stopped", "diverged", "errored")
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("trial_key", pa.string()),  # deterministic: sweep/domain/family/fraction/width/hparams/seed
+        ("config_key", pa.string()),  # the same without the seed: seeds of one configuration share it
+        ("trial_id", pa.string()),  # Ray Tune's id, for the dashboard and logs
+        ("sweep", pa.string()),
+        ("domain", pa.string()),
+        ("family", pa.string()),
+        ("fraction", pa.float64()),
+        ("train_size", pa.float64()),
+        ("size_unit", pa.string()),
+        ("width", pa.int64()),
+        ("num_params", pa.int64()),
+        ("hparams", pa.string()),  # JSON object
+        ("seed", pa.int64()),
+        ("status", pa.string()),
+        ("stop_reason", pa.string()),
+        ("metric", pa.string()),  # the primary metric's name (what is fitted by default)
+        ("best_value", pa.float64()),  # minimum of the primary metric over the trial
+        ("best_metrics", pa.string()),  # JSON object: metric -> minimum over the trial
+        ("final_metrics", pa.string()),  # JSON object: metric -> last value
+        ("steps", pa.int64()),  # resource used: optimizer steps (the ASHA time attribute)
+        ("samples", pa.float64()),  # training data consumed, in size_unit
+        ("iterations", pa.int64()),
+        ("wall_seconds", pa.float64()),
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("finished_at", pa.timestamp("ms", tz="UTC")),
+        ("code_version", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("trial_key", pa.string()),
+        ("iteration", pa.int64()),
+        ("steps", pa.int64()),
+        ("samples", pa.float64()),
+        ("train_loss", pa.float64()),
+        ("metrics", pa.string()),  # JSON object of validation metrics at this iteration
+        ("time", pa.float64()),  # seconds since the trial started
+    ]
+)
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for a local path or a URI."""
+    if "://" not in uri:
+        from pathlib import Path
+
+        return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+    return pafs.FileSystem.from_uri(uri)
+
+
+def _atomic_write(table: pa.Table, fs: pafs.FileSystem, path: str) -> None:
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{parent}/.{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, path)  # rename(2): readers see the old file or the new one, never half of one
+    else:
+        pq.write_table(table, path, filesystem=fs)  # object stores: a single PUT is atomic
+
+
+def _json(value: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(value or {}), sort_keys=True, default=float)
+
+
+@dataclass
+class ResultsStore:
+    """Reads and writes trial rows under one storage URI."""
+
+    uri: str
+    fs: pafs.FileSystem = field(init=False, repr=False)
+    root: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fs, self.root = resolve(self.uri)
+
+    @property
+    def results_dir(self) -> str:
+        return f"{self.root}/{RESULTS_DIR}"
+
+    @property
+    def history_dir(self) -> str:
+        return f"{self.root}/{HISTORY_DIR}"
+
+    def check_writable(self) -> None:
+        """Fail now, not after hours: create the folders and write and remove a probe file."""
+        probe = f"{self.results_dir}/.probe-{uuid.uuid4().hex}"
+        self.fs.create_dir(self.results_dir, recursive=True)
+        self.fs.create_dir(self.history_dir, recursive=True)
+        with self.fs.open_output_stream(probe) as out:
+            out.write(b"ok")
+        self.fs.delete_file(probe)
+
+    def write_trial(self, row: Mapping[str, Any], history: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Write (or replace) one trial's row and its per-iteration history."""
+        record = dict(row)
+        for key in ("hparams", "best_metrics", "final_metrics"):
+            if not isinstance(record.get(key), str):
+                record[key] = _json(record.get(key))
+        if record.get("status") not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {record.get('status')!r}")
+        table = pa.Table.from_pylist([{name: record.get(name) for name in RESULT_SCHEMA.names}],
+                                     schema=RESULT_SCHEMA)
+        hist_rows = [
+            {**{name: h.get(name) for name in HISTORY_SCHEMA.names}, "trial_key": record["trial_key"],
+             "metrics": h["metrics"] if isinstance(h.get("metrics"), str) else _json(h.get("metrics"))}
+            for h in history
+        ]
+        if hist_rows:
+            hist = pa.Table.from_pylist(hist_rows, schema=HISTORY_SCHEMA)
+            _atomic_write(hist, self.fs, f"{self.history_dir}/{record['trial_key']}.parquet")
+        _atomic_write(table, self.fs, f"{self.results_dir}/{record['trial_key']}.parquet")
+
+    def list_files(self) -> list[pafs.FileInfo]:
+        """Result files with their size and mtime (cheap: one directory listing)."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.results_dir, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        return [i for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+                and not i.base_name.startswith(".")]
+
+    def read_file(self, path: str) -> pa.Table:
+        """One result file, checked against the schema."""
+        table = pq.read_table(path, filesystem=self.fs)
+        missing = [n for n in ("trial_key", "domain", "family", "fraction", "train_size", "status", "best_value")
+                   if n not in table.column_names]
+        if missing:
+            raise ValueError(f"missing columns {missing}")
+        return table.select([n for n in RESULT_SCHEMA.names if n in table.column_names]).cast(
+            pa.schema([RESULT_SCHEMA.field(n) for n in RESULT_SCHEMA.names if n in table.column_names]))
+
+    def read_results(self, warnings: list[str] | None = None) -> pa.Table:
+        """All trial rows. A broken file is skipped with a warning (logged and appended to ``warnings``)."""
+        tables = []
+        for info in self.list_files():
+            try:
+                tables.append(self.read_file(info.path))
+            except Exception as exc:  # a corrupt or foreign file must never take the reader down
+                msg = f"skipped unreadable results file {info.base_name}: {exc}"
+                log.warning(msg)
+                if warnings is not None:
+                    warnings.append(msg)
+        if not tables:
+            return RESULT_SCHEMA.empty_table()
+        return pa.concat_tables(tables, promote_options="default")
+
+    def finished_keys(self) -> set[str]:
+        """Trial keys already stored with a final outcome (errored trials are worth another try)."""
+        table = self.read_results()
+        return {k for k, s in zip(table["trial_key"].to_pylist(), table["status"].to_pylist(), strict=True)
+                if s != "errored"}
+
+    def read_history(self, trial_key: str) -> pa.Table:
+        return pq.read_table(f"{self.history_dir}/{trial_key}.parquet", filesystem=self.fs)

@@ -1,0 +1,140 @@
+"""``scaling-sweep``: plan, run, quickstart and fit learning-curve sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from domains.base import DataSourceError
+from domains.registry import installed_domains
+from orchestrator.spec import SpecError, SweepSpec, load_spec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART_SPEC = REPO_ROOT / "sweeps" / "quickstart.yaml"
+
+
+def _select_domains(spec: SweepSpec, names: str | None) -> SweepSpec:
+    if not names:
+        return spec
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in spec.domains]
+    if unknown:
+        raise SpecError(f"--domains: {', '.join(unknown)} not in the spec; allowed: {', '.join(spec.domains)}")
+    return spec.model_copy(update={"domains": {n: spec.domains[n] for n in wanted}})
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from orchestrator.plan import format_plan, plan_trials, resolve_domains
+
+    spec = _select_domains(load_spec(args.spec), args.domains)
+    print(format_plan(plan_trials(spec, resolve_domains(spec))))
+    return 0
+
+
+def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
+    from orchestrator.runner import run_sweep
+
+    outcome = run_sweep(spec, progress=not args.quiet, num_cpus=args.num_cpus)
+    print(f"\nsweep {spec.name!r}: {outcome.ran} trials run, {outcome.skipped} already stored "
+          f"-> {outcome.storage}/results\n")
+    return _print_fits(outcome.storage, as_json=False, n_boot=args.bootstrap)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = _select_domains(load_spec(args.spec), args.domains)
+    if args.storage:
+        spec = spec.model_copy(update={"storage": args.storage})
+    return _run(spec, args)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    spec = _select_domains(load_spec(QUICKSTART_SPEC), args.domains)
+    spec = spec.model_copy(update={"storage": args.storage})
+    return _run(spec, args)
+
+
+def _print_fits(storage: str, as_json: bool, n_boot: int, domain: str | None = None,
+                metric: str | None = None, form: str = "auto") -> int:
+    from fitting.curves import fit_store
+    from fitting.report import format_table, to_json
+    from fitting.store import ResultsStore
+
+    warnings: list[str] = []
+    table = ResultsStore(storage).read_results(warnings)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if domain is not None:
+        table = table.filter(table["domain"] == domain)
+    if table.num_rows == 0:
+        print(f"no trials stored under {storage}/results" + (f" for domain {domain!r}" if domain else ""),
+              file=sys.stderr)
+        return 1
+    fits = fit_store(table, metric=metric, form=form, n_boot=n_boot)
+    print(json.dumps(to_json(fits), indent=2) if as_json else format_table(fits))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    return _print_fits(args.storage, args.json, args.bootstrap, args.domain, args.metric, args.form)
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    for name, ep in sorted(installed_domains().items()):
+        print(f"{name:<10} {ep.value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scaling-sweep", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def run_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--domains", help="comma-separated subset of the spec's domains")
+        sp.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")
+        sp.add_argument("--quiet", action="store_true", help="no progress display")
+        sp.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the final fits")
+
+    sp = sub.add_parser("plan", help="print the trial table of a spec without starting Ray")
+    sp.add_argument("spec", type=Path)
+    sp.add_argument("--domains", help="comma-separated subset of the spec's domains")
+    sp.set_defaults(func=cmd_plan)
+
+    sp = sub.add_parser("run", help="run (or resume) a sweep, then print the fitted learning curves")
+    sp.add_argument("spec", type=Path)
+    sp.add_argument("--storage", help="override the spec's storage (path or pyarrow URI)")
+    run_options(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("quickstart", help="run the bundled CPU sweep on small real data")
+    sp.add_argument("--storage", default="./runs/quickstart", help="where results go (default ./runs/quickstart)")
+    run_options(sp)
+    sp.set_defaults(func=cmd_quickstart)
+
+    sp = sub.add_parser("fit", help="fit power laws to the trials stored under STORAGE")
+    sp.add_argument("storage", help="the sweep's storage (path or pyarrow URI)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--domain", help="only this domain")
+    sp.add_argument("--metric", help="fit this metric instead of each family's primary one")
+    sp.add_argument("--form", choices=("auto", "power", "floor"), default="auto",
+                    help="learning-curve form: pure power law, with floor, or chosen by the data")
+    sp.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the intervals")
+    sp.set_defaults(func=cmd_fit)
+
+    sp = sub.add_parser("domains", help="list installed domain plugins")
+    sp.set_defaults(func=cmd_domains)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, DataSourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""A compact progress display: trials running / done / stopped per domain, one line per change."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+
+class ProgressDisplay(Callback):
+    """Prints per-domain trial counts when they change (at most every ``every`` seconds) and at the end."""
+
+    def __init__(self, total: int, every: float = 5.0, out: TextIO | None = None) -> None:
+        self.total = total
+        self.every = every
+        self.out = out or sys.stdout
+        self._start = time.monotonic()
+        self._last_print = 0.0
+        self._last_line = ""
+        self._outcomes: dict[str, Counter[str]] = {}
+
+    def _domain(self, trial: Trial) -> str:
+        return trial.config["trial"]["domain"]
+
+    def record_outcome(self, trial: Trial, result: dict[str, Any] | None, errored: bool = False) -> None:
+        if errored:
+            outcome = "errored"
+        elif result and result.get("final"):
+            outcome = "diverged" if result.get("stop_reason") == "diverged" else "completed"
+        else:
+            outcome = "stopped"
+        self._outcomes.setdefault(self._domain(trial), Counter())[outcome] += 1
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.record_outcome(trial, trial.last_result)
+        self._maybe_print(trials, force=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.record_outcome(trial, trial.last_result, errored=True)
+        self._maybe_print(trials, force=False)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._maybe_print(trials, force=False)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._maybe_print(trials, force=True)
+
+    def line(self, trials: list[Trial]) -> str:
+        running: Counter[str] = Counter()
+        pending: Counter[str] = Counter()
+        for t in trials:
+            if t.status == Trial.RUNNING:
+                running[self._domain(t)] += 1
+            elif t.status in (Trial.PENDING, Trial.PAUSED):
+                pending[self._domain(t)] += 1
+        parts = []
+        for d in sorted(set(running) | set(pending) | set(self._outcomes)):
+            o = self._outcomes.get(d, Counter())
+            parts.append(f"{d}: {running[d]} running, {pending[d]} pending, {o['completed']} completed, "
+                         f"{o['stopped']} stopped early, {o['diverged']} diverged, {o['errored']} errored")
+        done = sum(sum(c.values()) for c in self._outcomes.values())
+        return f"[{time.monotonic() - self._start:6.0f}s] {done}/{self.total} done | " + " | ".join(parts)
+
+    def _maybe_print(self, trials: list[Trial], force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_print < self.every:
+            return
+        line = self.line(trials)
+        if line.split("|", 1)[1] == self._last_line.split("|", 1)[-1] and not force:
+            return
+        self._last_print, self._last_line = now, line
+        print(line, file=self.out, flush=True)

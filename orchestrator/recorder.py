@@ -1,0 +1,126 @@
+"""Driver-side Tune callback that turns every finished trial into one row of the results store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import time
+from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from fitting.store import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def code_version() -> str:
+    """Git commit of the checkout (with ``-dirty``), else the installed package version."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=repo,
+                             capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return version("scaling-sweep")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _finite_or_none(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def _error_text(trial: Trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:2000] if lines else "trial failed (no error file)"
+
+
+class ResultsRecorder(Callback):
+    """Buffers per-iteration results and writes the trial's row and history when it finishes."""
+
+    def __init__(self, storage_uri: str) -> None:
+        self.storage_uri = storage_uri
+        self._store: ResultsStore | None = None
+        self._history: dict[str, dict[int, dict[str, Any]]] = {}
+        self._last: dict[str, dict[str, Any]] = {}
+        self._first_seen: dict[str, float] = {}
+        self.written = 0
+
+    @property
+    def store(self) -> ResultsStore:
+        if self._store is None:
+            self._store = ResultsStore(self.storage_uri)
+        return self._store
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._first_seen.setdefault(trial.trial_id, time.time())
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        self._first_seen.setdefault(trial.trial_id, time.time() - float(result.get("elapsed", 0.0)))
+        self._last[trial.trial_id] = result
+        metrics = {k.removeprefix("val/"): v for k, v in result.items() if k.startswith("val/")}
+        # keyed by our own iteration counter: a retried trial re-reports iterations after its checkpoint
+        self._history.setdefault(trial.trial_id, {})[int(result["iter"])] = {
+            "iteration": int(result["iter"]), "steps": int(result["steps"]), "samples": float(result["samples"]),
+            "train_loss": float(result["train_loss"]), "metrics": json.dumps(metrics, default=float),
+            "time": float(result.get("elapsed", 0.0)),
+        }
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        last = self._last.get(trial.trial_id)
+        if last is None:
+            self._write(trial, "errored", "no result reported", None)
+        elif last.get("final"):
+            reason = last["stop_reason"]
+            self._write(trial, "diverged" if reason == "diverged" else "completed", reason, last)
+        else:
+            self._write(trial, "stopped", "asha", last)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._write(trial, "errored", "error", self._last.get(trial.trial_id), error=_error_text(trial))
+
+    def _write(self, trial: Trial, status: str, reason: str, last: dict[str, Any] | None,
+               error: str | None = None) -> None:
+        plan = trial.config["trial"]
+        last = last or {}
+        best = {k.removeprefix("best/"): float(v) for k, v in last.items() if k.startswith("best/")}
+        final = {k.removeprefix("val/"): float(v) for k, v in last.items() if k.startswith("val/")}
+        now = time.time()
+        started = self._first_seen.get(trial.trial_id, now - float(last.get("elapsed", 0.0)))
+        row = {
+            "trial_key": plan["trial_key"], "config_key": plan["config_key"], "trial_id": trial.trial_id,
+            "sweep": plan["sweep"], "domain": plan["domain"], "family": plan["family"],
+            "fraction": plan["fraction"], "train_size": plan.get("train_size"), "size_unit": plan["size_unit"],
+            "width": plan["width"], "num_params": last.get("num_params"), "hparams": plan["hparams"],
+            "seed": plan["seed"], "status": status, "stop_reason": reason, "metric": plan["primary_metric"],
+            "best_value": _finite_or_none(best.get(plan["primary_metric"], math.nan)),
+            "best_metrics": best, "final_metrics": final,
+            "steps": last.get("steps", 0), "samples": last.get("samples", 0.0), "iterations": last.get("iter", 0),
+            "wall_seconds": float(last.get("elapsed", 0.0)), "started_at": _utc(started), "finished_at": _utc(now),
+            "code_version": code_version(), "error": error,
+        }
+        history = sorted(self._history.pop(trial.trial_id, {}).values(), key=lambda h: h["iteration"])
+        try:
+            self.store.write_trial(row, history)
+            self.written += 1
+        except Exception:  # never lose the sweep over one write; the row is logged for recovery
+            log.exception("could not write results for trial %s: %s", plan["trial_key"], row)

@@ -1,0 +1,164 @@
+"""Run a sweep: validate, prepare data once, then one Ray Tune Tuner with per-group ASHA.
+
+A sweep is resumable by running it again. If Tune's experiment state exists it is restored (unfinished and
+errored trials continue from their checkpoints, the per-group ASHA rungs come back from disk); any planned
+trial still missing from the results store afterwards runs in a top-up round. Results are keyed by the
+trial's deterministic key, so whatever the interruption, each trial ends as exactly one row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from fitting.store import ResultsStore, resolve
+from orchestrator.group_asha import GroupedASHAScheduler
+from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
+from orchestrator.progress import ProgressDisplay
+from orchestrator.recorder import ResultsRecorder
+from orchestrator.spec import SpecError, SweepSpec
+from orchestrator.trainable import run_trial
+
+log = logging.getLogger(__name__)
+
+TUNE_DIR = "tune"
+CACHE_DIR = "cache"
+ASHA_STATE = "grouped_asha.pkl"
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """Picklable group function for the scheduler (Tune pickles its config)."""
+
+    fields: tuple[str, ...]
+
+    def __call__(self, config: dict[str, Any]) -> tuple[Any, ...]:
+        return group_key(config["trial"], self.fields)
+
+
+@dataclass
+class SweepOutcome:
+    storage: str
+    planned: int
+    ran: int
+    skipped: int
+
+
+def trial_name(trial: Any) -> str:
+    """Dashboard name: domain/family/shard/width/seed plus Tune's short id."""
+    t = trial.config["trial"]
+    return f"{t['domain']}/{t['family']}/f={t['fraction']:.4g}/w={t['width']}/s{t['seed']}_{trial.trial_id}"
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"{trial.config['trial']['trial_key']}_{trial.trial_id}"
+
+
+def local_dir_of(storage: str) -> Path | None:
+    """The local folder of the storage, or None for object storage."""
+    fs, path = resolve(storage)
+    return Path(path) if fs.type_name == "local" else None
+
+
+def prepare_domains(domains: dict[str, ResolvedDomain], storage: str) -> dict[str, Any]:
+    """Each domain's data, read and preprocessed once per sweep (cached on disk for the next run)."""
+    local = local_dir_of(storage)
+    cache_root = (local / CACHE_DIR) if local else Path.home() / ".cache" / "scaling-sweep"
+    return {name: rd.plugin.prepare(rd.source, cache_root / name) for name, rd in domains.items()}
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), else start Ray in-process."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=True)
+
+
+def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.TrialScheduler:
+    es = {d.early_stopping.model_dump_json() for d in spec.domains.values()}
+    if len(es) > 1:
+        # Tune takes one scheduler per run; domains may differ in data but not in stopping rules.
+        raise SpecError("all domains of one sweep must share early_stopping settings; run them as separate sweeps")
+    stopping = next(iter(spec.domains.values())).early_stopping
+    if not stopping.enabled:
+        return tune.schedulers.FIFOScheduler()
+    return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr="steps", metric="objective", mode="min",
+                                max_t=stopping.max_steps, grace_period=stopping.grace_period,
+                                reduction_factor=stopping.reduction_factor, brackets=stopping.brackets,
+                                state_path=state_path)
+
+
+def _resources(spec: SweepSpec) -> dict[str, float]:
+    res = next(iter(spec.domains.values())).resources
+    return {"cpu": res.cpu, "gpu": res.gpu}
+
+
+def _tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
+           callbacks: list[Any], scheduler: Any) -> tune.Tuner:
+    return tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
+        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
+                                    max_concurrent_trials=spec.max_concurrent_trials,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+
+
+def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = True,
+              num_cpus: int | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep to the end; every trial lands in ``<storage>/results``."""
+    domains = resolve_domains(spec)  # spec errors surface before any data is read or Ray starts
+    storage = spec.storage_uri(spec_dir)
+    store = ResultsStore(storage)
+    store.check_writable()
+    trials = plan_trials(spec, domains)
+    prepared = prepare_domains(domains, storage)  # a missing dataset fails here, before trials are queued
+    trials = [replace(t, train_size=domains[t.domain].plugin.train_size(prepared[t.domain], t.fraction, t.family))
+              for t in trials]
+
+    init_ray(num_cpus)
+    refs = {name: ray.put(p) for name, p in prepared.items()}
+    res = _resources(spec)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, prepared_refs=refs), res)
+    local = local_dir_of(storage)
+    tune_path = str(local / TUNE_DIR) if local else f"{storage.rstrip('/')}/{TUNE_DIR}"
+    experiment = f"{tune_path}/{spec.name}"
+
+    def state_path(name: str) -> str | None:  # per-group ASHA rungs, beside Tune's own experiment state
+        return str(local / TUNE_DIR / name / ASHA_STATE) if local else None
+
+    def callbacks(total: int) -> list[Any]:
+        cbs: list[Any] = [ResultsRecorder(storage)]
+        if progress:
+            cbs.append(ProgressDisplay(total))
+        return cbs
+
+    ran = 0
+    if tune.Tuner.can_restore(experiment):
+        log.warning("resuming sweep %s from %s", spec.name, experiment)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner.fit()
+        ran += 1
+    done = store.finished_keys()
+    todo = [t for t in trials if t.trial_key not in done]
+    if todo:
+        name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
+        tuner = _tuner(spec, trainable, todo, name, tune_path, callbacks(len(todo)),
+                       _scheduler(spec, state_path(name)))
+        tuner.fit()
+    return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo))

@@ -1,0 +1,239 @@
+"""The sweep spec: YAML validated with pydantic before Ray starts.
+
+Everything a wrong spec can get wrong is caught here or in ``validate_against_domains`` — unknown fields,
+bad shard fractions, hyperparameters a family does not accept, unknown domains or families, a data source
+that does not validate — and reported as ``SpecError`` naming the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+GROUP_FIELDS = ("domain", "family", "fraction", "width", "config")
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. The message names the field, the bad value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShardRange(_Strict):
+    """Shard fractions base**from_ … base**to, e.g. 2^-8 … 2^0 in factor-2 steps."""
+
+    base: float = Field(2.0, gt=1.0)
+    from_: int = Field(alias="from")
+    to: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShardRange:
+        if self.from_ > self.to:
+            raise ValueError(f"'from' ({self.from_}) must be <= 'to' ({self.to})")
+        if self.base**self.to > 1.0 + 1e-12:
+            raise ValueError(f"base**to = {self.base ** self.to:g} exceeds 1 (the whole training set)")
+        return self
+
+    def fractions(self) -> list[float]:
+        return [float(self.base**k) for k in range(self.from_, self.to + 1)]
+
+
+class Grid(_Strict):
+    """Every listed value is tried (a grid axis)."""
+
+    grid: list[Any] = Field(min_length=1)
+
+
+class Choice(_Strict):
+    """One value drawn at random per configuration sample."""
+
+    choice: list[Any] = Field(min_length=1)
+
+
+class LogUniform(_Strict):
+    """A value drawn log-uniformly in [low, high] per configuration sample."""
+
+    loguniform: tuple[float, float]
+
+    @field_validator("loguniform")
+    @classmethod
+    def _positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"needs 0 < low <= high, got {list(v)}")
+        return v
+
+
+class Uniform(_Strict):
+    """A value drawn uniformly in [low, high] per configuration sample."""
+
+    uniform: tuple[float, float]
+
+    @field_validator("uniform")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] <= v[1]:
+            raise ValueError(f"needs low <= high, got {list(v)}")
+        return v
+
+
+HParam = Grid | Choice | LogUniform | Uniform | int | float | str | bool
+
+
+class EarlyStopping(_Strict):
+    """Per-group ASHA plus each trial's own patience. Resource unit: optimizer steps."""
+
+    metric: str = "primary"  # "primary" = each family's primary metric; else a metric name all families report
+    grace_period: int = Field(100, gt=0)
+    reduction_factor: float = Field(3.0, gt=1.0)
+    brackets: int = Field(1, ge=1)
+    max_steps: int = Field(2000, gt=0)
+    eval_every: int = Field(50, gt=0)
+    patience: int | None = Field(4, ge=1)  # evaluations without improvement before a trial stops itself
+    min_delta: float = Field(0.0, ge=0.0)  # relative improvement that counts
+    group_by: tuple[Literal["domain", "family", "fraction", "width", "config"], ...] = (
+        "domain", "family", "fraction", "width")
+    enabled: bool = True  # false: no ASHA (every trial runs to patience / max_steps)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EarlyStopping:
+        if self.grace_period > self.max_steps:
+            raise ValueError(f"grace_period ({self.grace_period}) must be <= max_steps ({self.max_steps})")
+        if self.eval_every > self.max_steps:
+            raise ValueError(f"eval_every ({self.eval_every}) must be <= max_steps ({self.max_steps})")
+        return self
+
+
+class Resources(_Strict):
+    """What one trial asks Ray for."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class FamilySpec(_Strict):
+    """Per-family overrides of widths and hyperparameters."""
+
+    widths: list[int] | None = None
+    hparams: dict[str, HParam] = Field(default_factory=dict)
+
+
+class DomainSpec(_Strict):
+    """One domain's part of the sweep."""
+
+    data: dict[str, Any]
+    families: list[str] | dict[str, FamilySpec] = Field(min_length=1)
+    shards: list[float] | ShardRange
+    widths: list[int] = Field(default_factory=list)
+    hparams: dict[str, HParam] = Field(default_factory=dict)
+    samples: int = Field(1, ge=1)  # random configurations drawn per (shard, width) when random params exist
+    seeds: int = Field(1, ge=1)
+    early_stopping: EarlyStopping = EarlyStopping()
+    resources: Resources = Resources()
+
+    @field_validator("shards")
+    @classmethod
+    def _fractions(cls, v: list[float] | ShardRange) -> list[float] | ShardRange:
+        fractions = v.fractions() if isinstance(v, ShardRange) else v
+        bad = [f for f in fractions if not (isinstance(f, float | int) and 0 < f <= 1 and math.isfinite(f))]
+        if bad:
+            raise ValueError(f"shard fractions must lie in (0, 1]; bad: {bad}")
+        if not fractions:
+            raise ValueError("at least one shard fraction is needed")
+        if len(set(fractions)) != len(fractions):
+            raise ValueError(f"shard fractions repeat: {sorted(fractions)}")
+        return v
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[int]) -> list[int]:
+        bad = [w for w in v if w <= 0]
+        if bad:
+            raise ValueError(f"widths must be positive integers; bad: {bad}")
+        return v
+
+    def fractions(self) -> list[float]:
+        return sorted(self.shards.fractions() if isinstance(self.shards, ShardRange) else self.shards)
+
+    def family_specs(self) -> dict[str, FamilySpec]:
+        if isinstance(self.families, list):
+            return {f: FamilySpec() for f in self.families}
+        return dict(self.families)
+
+    def widths_for(self, family: str) -> list[int]:
+        return self.family_specs()[family].widths or self.widths
+
+    def hparams_for(self, family: str) -> dict[str, HParam]:
+        return {**self.hparams, **self.family_specs()[family].hparams}
+
+
+class SweepSpec(_Strict):
+    """A whole sweep: several domains, one storage, one Ray Tune run."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage: str
+    domains: dict[str, DomainSpec] = Field(min_length=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_failures: int = Field(2, ge=0)  # retries per trial, each resuming from its last checkpoint
+    seed: int = 0  # for random hyperparameter draws
+
+    def storage_uri(self, base: Path | None = None) -> str:
+        """Storage as an absolute path (relative paths resolve against the spec's folder) or a URI."""
+        if "://" in self.storage:
+            return self.storage
+        path = Path(self.storage).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return str(path.resolve())
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "list[", "dict[")) and
+                    p not in {"Grid", "Choice", "LogUniform", "Uniform", "int", "float", "str", "bool",
+                              "ShardRange"})
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``field.path: message (got: value)``."""
+    lines, seen = [], set()
+    for err in exc.errors():
+        where = _location(err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        key = (where, msg)
+        if key in seen:
+            continue
+        seen.add(key)
+        got = err.get("input")
+        got_s = "" if isinstance(got, dict | list) or err["type"] == "missing" else f" (got: {got!r})"
+        lines.append(f"  {where}: {msg}{got_s}")
+    return f"invalid sweep spec {source}:\n" + "\n".join(lines)
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
+    """Validate a spec given as plain data."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"invalid sweep spec {source}: expected a mapping at the top level")
+    try:
+        return SweepSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source)) from None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a YAML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"sweep spec {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"sweep spec {path} is not valid YAML: {exc}") from None
+    return parse_spec(data, str(path))

@@ -1,0 +1,121 @@
+"""The one Ray Tune trainable every trial runs: train a domain's task on its shard, evaluate, report.
+
+The trial owns a monotonic resource counter (optimizer steps) that survives restores, unlike Tune's
+``training_iteration``; per-group ASHA compares trials on it. Each trial also stops itself when its
+validation metric has not improved for ``patience`` evaluations, and records a non-finite training loss as
+divergence instead of crashing. A checkpoint goes with every report, so a retried trial resumes where it
+stopped rather than from step 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from domains.base import TrialSetup
+from domains.registry import get_domain
+
+STATE_FILE = "trial_state.pt"
+FAIL_ONCE_ENV = "SCALING_SWEEP_FAIL_ONCE_DIR"  # tests: crash each trial once at its 2nd report
+
+_prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
+
+
+def _prepared(refs: Mapping[str, ray.ObjectRef], domain: str) -> Any:
+    ref = refs[domain]
+    key = ref.hex()
+    if key not in _prepared_cache:
+        _prepared_cache.clear()
+        _prepared_cache[key] = ray.get(ref)
+    return _prepared_cache[key]
+
+
+def _improved(value: float, best: float, min_delta: float) -> bool:
+    return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
+
+
+def _maybe_fail_once(trial_key: str, iteration: int) -> None:
+    """Fault injection for tests: with the env var set, each trial dies once after its first checkpoint."""
+    marker_dir = os.environ.get(FAIL_ONCE_ENV)
+    if not marker_dir or iteration != 2:
+        return
+    marker = Path(marker_dir) / trial_key
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        os._exit(1)  # a hard crash of the worker, as a lost node or OOM kill would look
+
+
+def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
+    """Tune function trainable. ``config["trial"]`` is an ``orchestrator.plan.TrialPlan`` as a dict."""
+    plan = config["trial"]
+    stop = plan["stopping"]
+    torch.set_num_threads(plan["threads"])
+    domain = get_domain(plan["domain"])
+    setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
+                       hparams=plan["hparams"], seed=plan["seed"], threads=plan["threads"],
+                       device="cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
+    task = domain.build_task(_prepared(prepared_refs, plan["domain"]), setup)
+
+    state: dict[str, Any] = {"steps": 0, "samples": 0.0, "iteration": 0, "best": {}, "since_best": 0,
+                             "elapsed": 0.0}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            saved = torch.load(Path(d) / STATE_FILE, weights_only=False)
+        task.load_state_dict(saved["task"])
+        state = saved["progress"]
+    metric = plan["metric"]
+    started = time.monotonic() - state["elapsed"]
+
+    while True:
+        chunk = min(stop["eval_every"], stop["max_steps"] - state["steps"])
+        stats = task.train(chunk)
+        state["steps"] += stats.steps
+        state["samples"] += stats.samples
+        state["iteration"] += 1
+        diverged = not math.isfinite(stats.loss)
+        metrics = {k: float("nan") for k in task.evaluate()} if diverged else task.evaluate()
+        diverged = diverged or not math.isfinite(metrics.get(metric, float("nan")))
+        value = metrics.get(metric, float("nan"))
+        if not diverged and _improved(value, state["best"].get(metric, math.inf), stop["min_delta"]):
+            state["since_best"] = 0
+        else:
+            state["since_best"] += 1
+        for name, v in metrics.items():
+            if math.isfinite(v) and v < state["best"].get(name, math.inf):
+                state["best"][name] = v
+        state["elapsed"] = time.monotonic() - started
+
+        reason = None
+        if diverged:
+            reason = "diverged"
+        elif state["steps"] >= stop["max_steps"]:
+            reason = "max_steps"
+        elif stop["patience"] is not None and state["since_best"] >= stop["patience"]:
+            reason = "patience"
+
+        result = {
+            "steps": state["steps"], "samples": state["samples"], "iter": state["iteration"],
+            "train_loss": stats.loss, "objective": value if math.isfinite(value) else 1e30,
+            "best_objective": state["best"].get(metric, float("nan")), "num_params": task.num_params,
+            "elapsed": state["elapsed"], "final": reason is not None, "stop_reason": reason or "",
+            **{f"val/{k}": v for k, v in metrics.items()},
+            **{f"best/{k}": v for k, v in state["best"].items()},
+        }
+        if reason is not None:
+            tune.report(result)  # nothing left to resume: skip the checkpoint
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save({"task": task.state_dict(), "progress": state}, Path(tmp) / STATE_FILE)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        _maybe_fail_once(plan["trial_key"], state["iteration"])
