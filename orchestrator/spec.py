@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 GROUP_FIELDS = ("domain", "family", "fraction", "width", "config")
 
@@ -83,7 +83,21 @@ class Uniform(_Strict):
         return v
 
 
-HParam = Grid | Choice | LogUniform | Uniform | int | float | str | bool
+_SPACES: dict[str, type[BaseModel]] = {"grid": Grid, "choice": Choice, "loguniform": LogUniform,
+                                       "uniform": Uniform}
+
+
+def _hparam(value: Any) -> Any:
+    """A plain value, or exactly one of the search-space forms; anything else gets one clear message."""
+    if isinstance(value, BaseModel | bool | int | float | str):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _SPACES:
+        return _SPACES[next(iter(value))].model_validate(value)
+    raise ValueError(f"must be a plain value (number, string, bool) or one of "
+                     f"{{grid: [...]}}, {{choice: [...]}}, {{loguniform: [low, high]}}, {{uniform: [low, high]}}")
+
+
+HParam = Annotated[Any, BeforeValidator(_hparam)]
 
 
 class EarlyStopping(_Strict):
@@ -212,7 +226,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             continue
         seen.add(key)
         got = err.get("input")
-        got_s = "" if isinstance(got, dict | list) or err["type"] == "missing" else f" (got: {got!r})"
+        shown = repr(got)
+        got_s = "" if err["type"] == "missing" or len(shown) > 80 else f" (got: {shown})"
         lines.append(f"  {where}: {msg}{got_s}")
     return f"invalid sweep spec {source}:\n" + "\n".join(lines)
 
