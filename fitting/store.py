@@ -52,6 +52,7 @@ RESULT_SCHEMA = pa.schema(
         ("steps", pa.int64()),  # resource used: optimizer steps (the ASHA time attribute)
         ("samples", pa.float64()),  # training data consumed, in size_unit
         ("iterations", pa.int64()),
+        ("restores", pa.int64()),  # times the trial resumed from its checkpoint after a failure
         ("wall_seconds", pa.float64()),
         ("started_at", pa.timestamp("ms", tz="UTC")),
         ("finished_at", pa.timestamp("ms", tz="UTC")),

@@ -115,6 +115,7 @@ class ResultsRecorder(Callback):
             "best_value": _finite_or_none(best.get(plan["primary_metric"], math.nan)),
             "best_metrics": best, "final_metrics": final,
             "steps": last.get("steps", 0), "samples": last.get("samples", 0.0), "iterations": last.get("iter", 0),
+            "restores": last.get("restores", 0),
             "wall_seconds": float(last.get("elapsed", 0.0)), "started_at": _utc(started), "finished_at": _utc(now),
             "code_version": code_version(), "error": error,
         }

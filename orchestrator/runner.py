@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 TUNE_DIR = "tune"
 CACHE_DIR = "cache"
 ASHA_STATE = "grouped_asha.pkl"
+# Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times since the last snapshot;
+# keeping 2 halves those snapshots against 1 and bounds disk use (its warning about them is silenced below).
+CHECKPOINTS_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ def prepare_domains(domains: dict[str, ResolvedDomain], storage: str) -> dict[st
 
 def init_ray(num_cpus: int | None = None) -> None:
     """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), else start Ray in-process."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
@@ -115,7 +119,7 @@ def _tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: s
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
     )
 
 

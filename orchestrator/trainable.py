@@ -9,6 +9,7 @@ stopped rather than from step 0.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -25,7 +26,7 @@ from domains.base import TrialSetup
 from domains.registry import get_domain
 
 STATE_FILE = "trial_state.pt"
-FAIL_ONCE_ENV = "SCALING_SWEEP_FAIL_ONCE_DIR"  # tests: crash each trial once at its 2nd report
+FAIL_ONCE_ENV = "SCALING_SWEEP_FAIL_ONCE_DIR"  # tests only: see _maybe_fail_once
 
 _prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
 
@@ -43,22 +44,24 @@ def _improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
 
 
-def _maybe_fail_once(trial_key: str, iteration: int) -> None:
-    """Fault injection for tests: with the env var set, each trial dies once after its first checkpoint."""
+def _maybe_fail_once(trial_key: str) -> None:
+    """Fault injection for tests: a trial armed with ``<dir>/<trial_key>.fail`` dies once, hard, right after
+    it has saved a checkpoint, as a lost node or an OOM kill would end it."""
     marker_dir = os.environ.get(FAIL_ONCE_ENV)
-    if not marker_dir or iteration != 2:
+    if not marker_dir:
         return
-    marker = Path(marker_dir) / trial_key
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        os._exit(1)  # a hard crash of the worker, as a lost node or OOM kill would look
+    armed = Path(marker_dir) / f"{trial_key}.fail"
+    if armed.exists():
+        armed.rename(armed.with_suffix(".failed"))
+        os._exit(1)
 
 
 def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
     """Tune function trainable. ``config["trial"]`` is an ``orchestrator.plan.TrialPlan`` as a dict."""
     plan = config["trial"]
     stop = plan["stopping"]
+    for name in ("ray.train", "ray.tune"):  # one INFO line per checkpoint would drown the progress display
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(plan["threads"])
     domain = get_domain(plan["domain"])
     setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
@@ -67,13 +70,14 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
     task = domain.build_task(_prepared(prepared_refs, plan["domain"]), setup)
 
     state: dict[str, Any] = {"steps": 0, "samples": 0.0, "iteration": 0, "best": {}, "since_best": 0,
-                             "elapsed": 0.0}
+                             "elapsed": 0.0, "restores": 0}
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             saved = torch.load(Path(d) / STATE_FILE, weights_only=False)
         task.load_state_dict(saved["task"])
         state = saved["progress"]
+        state["restores"] += 1
     metric = plan["metric"]
     started = time.monotonic() - state["elapsed"]
 
@@ -108,7 +112,7 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
             "steps": state["steps"], "samples": state["samples"], "iter": state["iteration"],
             "train_loss": stats.loss, "objective": value if math.isfinite(value) else 1e30,
             "best_objective": state["best"].get(metric, float("nan")), "num_params": task.num_params,
-            "elapsed": state["elapsed"], "final": reason is not None, "stop_reason": reason or "",
+            "elapsed": state["elapsed"], "restores": state["restores"], "final": reason is not None, "stop_reason": reason or "",
             **{f"val/{k}": v for k, v in metrics.items()},
             **{f"best/{k}": v for k, v in state["best"].items()},
         }
@@ -118,4 +122,5 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"task": task.state_dict(), "progress": state}, Path(tmp) / STATE_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
-        _maybe_fail_once(plan["trial_key"], state["iteration"])
+        if state["iteration"] == 2:
+            _maybe_fail_once(plan["trial_key"])

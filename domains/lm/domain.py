@@ -1,0 +1,128 @@
+"""The language-modeling domain (Hestness et al. 2017, Billion Word): word and character LSTM families.
+
+Learning-curve sizes are counted in the unit the model predicts: words including one ``</s>`` per sentence
+for the word family, characters including one newline per sentence for the char family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
+from domains.lm.data import (
+    LMData,
+    build_lm_data,
+    heldout_split,
+    load_lm_data,
+    read_sentences,
+    resolve_files,
+    save_lm_data,
+)
+from domains.lm.models import build_model
+from domains.lm.task import HPARAM_DEFAULTS, LMHParams, LMTask
+
+CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
+
+
+class LMSource(BaseModel):
+    """The spec's ``data`` section for ``lm``: Billion-Word-layout text (one sentence per line)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train: str  # a file, a directory or a glob ("**" allowed) of UTF-8 training text
+    valid: str | None = None  # same forms; None = hold out ``valid_fraction`` of the training sentences
+    valid_fraction: float = Field(0.05, gt=0.0, lt=1.0)
+    vocab_size: int = Field(10000, ge=3)  # word vocabulary incl. <unk> and </s>
+    min_char_count: int = Field(10, ge=1)  # rarer characters become the unknown character
+    lowercase: bool = False
+    shuffle_seed: int = 0  # the one shuffle that every nested shard is a prefix of
+    max_sentences: int | None = Field(None, ge=1)  # keep a random subset of the training split
+    max_valid_words: int | None = Field(50000, ge=2)  # validation stream caps, for evaluation speed
+    max_valid_chars: int | None = Field(200000, ge=2)
+
+
+class LMDomain(Domain):
+    """Word LM (nats/word) and char LM (bits/char) learning curves on nested shards of a text corpus."""
+
+    name: ClassVar[str] = "lm"
+    size_unit: ClassVar[str] = "words"
+    families: ClassVar[Mapping[str, FamilyInfo]] = {
+        "word": FamilyInfo(metric="val_xent",
+                           metrics={"val_xent": "nats/word", "val_ppl": "perplexity per word"},
+                           description="word-level LSTM LM (tied embeddings)", size_unit="words"),
+        "char": FamilyInfo(metric="val_bpc",
+                           metrics={"val_bpc": "bits/char", "val_ppl": "perplexity per char"},
+                           description="character-level LSTM LM", size_unit="characters"),
+    }
+    source_model: ClassVar[type[BaseModel]] = LMSource
+
+    def hparam_defaults(self, family: str) -> dict[str, Any]:
+        self.family(family)
+        return dict(HPARAM_DEFAULTS[family])
+
+    def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> LMData:
+        """Read and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and the
+        name, size and mtime of every input file (so edited data is re-read, unchanged data never is)."""
+        src = source if isinstance(source, LMSource) else LMSource.model_validate(
+            source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        train_files = resolve_files(src.train, "train")
+        valid_files = resolve_files(src.valid, "valid") if src.valid is not None else []
+        key = _cache_key(src, train_files, valid_files)
+        folder = Path(cache_dir) / key
+        cached = load_lm_data(folder)
+        if cached is not None:
+            return cached
+        train = read_sentences(train_files, src.lowercase)
+        if valid_files:
+            valid = read_sentences(valid_files, src.lowercase)
+            if not valid:
+                raise DataSourceError(f"LM valid data {src.valid!r} holds no non-empty lines")
+        else:
+            if len(train) < 2:
+                raise DataSourceError(f"LM train data {src.train!r} holds {len(train)} non-empty lines; "
+                                      "too few to hold out a validation split")
+            train_idx, valid_idx = heldout_split(len(train), src.valid_fraction, src.shuffle_seed)
+            train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+        try:
+            data = build_lm_data(train, valid, vocab_size=src.vocab_size, min_char_count=src.min_char_count,
+                                 shuffle_seed=src.shuffle_seed, max_sentences=src.max_sentences,
+                                 max_valid_words=src.max_valid_words, max_valid_chars=src.max_valid_chars,
+                                 key=key)
+        except DataSourceError as exc:
+            raise DataSourceError(f"{exc} (train: {src.train!r})") from None
+        save_lm_data(data, folder)
+        return data
+
+    def train_size(self, prepared: LMData, fraction: float, family: str) -> float:
+        self.family(family)
+        return float(prepared.shard_tokens(fraction, family))
+
+    def build_task(self, prepared: LMData, setup: TrialSetup) -> LMTask:
+        self.family(setup.family)
+        hp = LMHParams.resolve(setup.family, setup.hparams)
+        torch.manual_seed(setup.seed)
+        torch.set_num_threads(setup.threads)
+        model = build_model(setup.family, prepared.vocab_size(setup.family), setup.width, layers=hp.layers,
+                            dropout=hp.dropout, tie_weights=hp.tie_weights)
+        return LMTask(model, prepared.shard_stream(setup.fraction, setup.family),
+                      prepared.valid_stream(setup.family), hp, family=setup.family, device=setup.device)
+
+
+def _cache_key(src: LMSource, train_files: list[Path], valid_files: list[Path]) -> str:
+    """Hash of the settings plus (resolved path, size, mtime) of every input file."""
+    def stamp(path: Path) -> list[Any]:
+        st = os.stat(path)
+        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+    blob = json.dumps({"version": CACHE_VERSION, "source": src.model_dump(mode="json"),
+                       "train": [stamp(p) for p in train_files], "valid": [stamp(p) for p in valid_files]},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -1,0 +1,80 @@
+"""LSTM language models parameterized by width (the hidden size), for the word and character families.
+
+One architecture, embedding → LSTM → linear, serves both families (Hestness et al. used LSTMs for words and
+RHNs for characters; an LSTM char model keeps the CPU quickstart fast). Width scales embedding and hidden
+size together so the parameter count, the x-axis of the model-size law, grows smoothly with it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+Hidden = tuple[torch.Tensor, torch.Tensor]
+
+
+class RecurrentLM(nn.Module):
+    """Embedding → dropout → multi-layer LSTM → dropout → linear decoder over the vocabulary."""
+
+    def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.0,
+                 tie_weights: bool = False) -> None:
+        super().__init__()
+        if vocab < 2 or width < 1 or layers < 1 or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"bad LM shape: vocab={vocab}, width={width}, layers={layers}, "
+                             f"dropout={dropout}")
+        self.vocab, self.width, self.layers = vocab, width, layers
+        self.embed = nn.Embedding(vocab, width)
+        self.drop = nn.Dropout(dropout)
+        self.rnn = nn.LSTM(width, width, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+                           batch_first=True)
+        self.decoder = nn.Linear(width, vocab)
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        if tie_weights:
+            self.decoder.weight = self.embed.weight  # input and output embeddings share one matrix
+        else:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def init_hidden(self, batch: int, device: torch.device | str = "cpu") -> Hidden:
+        """Zero LSTM state for ``batch`` parallel streams."""
+        zeros = torch.zeros(self.layers, batch, self.width, device=device)
+        return zeros, zeros.clone()
+
+    def forward(self, tokens: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        """Logits (batch, time, vocab) for next-token prediction, and the LSTM state after the last step."""
+        out, hidden = self.rnn(self.drop(self.embed(tokens)), hidden)
+        return self.decoder(self.drop(out)), hidden
+
+
+class WordLSTM(RecurrentLM):
+    """Word-level LM; tied input/output embeddings by default (fewer parameters, better small-data fits)."""
+
+    def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.1,
+                 tie_weights: bool = True) -> None:
+        super().__init__(vocab, width, layers, dropout, tie_weights)
+
+
+class CharLSTM(RecurrentLM):
+    """Character-level LM; the vocabulary is tiny, so the LSTM holds almost all of the parameters."""
+
+    def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.0,
+                 tie_weights: bool = False) -> None:
+        super().__init__(vocab, width, layers, dropout, tie_weights)
+
+
+MODELS: dict[str, type[RecurrentLM]] = {"word": WordLSTM, "char": CharLSTM}
+
+
+def build_model(family: str, vocab: int, width: int, *, layers: int = 1, dropout: float = 0.0,
+                tie_weights: bool = False) -> RecurrentLM:
+    """The model of ``family`` ("word" or "char") with ``width`` hidden units per layer."""
+    try:
+        cls = MODELS[family]
+    except KeyError:
+        raise KeyError(f"no LM model for family {family!r}; known: {', '.join(MODELS)}") from None
+    return cls(vocab, width, layers=layers, dropout=dropout, tie_weights=tie_weights)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, shared (tied) tensors counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

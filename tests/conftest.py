@@ -1,0 +1,39 @@
+"""Shared fixtures: real offline English text and one real local Ray instance for the whole session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.trainable import FAIL_ONCE_ENV
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Billion-Word-layout corpus of real English sentences (gettext catalogs + Python docs)."""
+    from domains.lm.offline_corpus import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("corpus"), max_sentences=6000, valid_sentences=600)
+
+
+@pytest.fixture(scope="session")
+def fail_once_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests arm trials to crash once (``<trial_key>.fail``); workers inherit the variable."""
+    path = tmp_path_factory.mktemp("fail-once")
+    os.environ[FAIL_ONCE_ENV] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session(fail_once_dir: Path) -> Iterator[None]:
+    """A real local Ray with 2 CPUs, started once (start-up costs seconds)."""
+    import ray
+
+    from orchestrator.runner import init_ray
+
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()

@@ -1,0 +1,135 @@
+"""Real sweeps on real Ray with real LSTM training on tiny real text: rows, divergence, retries, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
+from fitting.store import ResultsStore
+from orchestrator.plan import plan_trials, resolve_domains
+from orchestrator.runner import run_sweep
+from orchestrator.spec import parse_spec
+
+pytestmark = pytest.mark.slow
+
+
+def spec_data(corpus: Path, storage: Path, name: str, **domain: Any) -> dict[str, Any]:
+    lm = {
+        "data": {"train": str(corpus / TRAIN_GLOB), "valid": str(corpus / VALID_GLOB), "vocab_size": 1000,
+                 "max_valid_words": 1500, "max_valid_chars": 6000},
+        "families": ["word"],
+        "shards": {"base": 2, "from": -2, "to": 0},
+        "widths": [8, 16],
+        "hparams": {"batch_size": 8, "bptt": 16},
+        "early_stopping": {"grace_period": 10, "reduction_factor": 2, "max_steps": 40, "eval_every": 10,
+                           "patience": 3},
+    }
+    lm.update(domain)
+    return {"name": name, "storage": str(storage), "domains": {"lm": lm}}
+
+
+def stored(storage: Path) -> list[dict[str, Any]]:
+    return ResultsStore(str(storage)).read_results().to_pylist()
+
+
+def test_sweep_records_every_trial_including_diverged(corpus_dir: Path, ray_session: None, tmp_path: Path) -> None:
+    # lr 1e9 with plain SGD and no clipping blows the weights up: that trial must be recorded as diverged
+    data = spec_data(corpus_dir, tmp_path, "e2e",
+                     hparams={"batch_size": 8, "bptt": 16, "optimizer": "sgd", "clip": 0.0,
+                              "lr": {"grid": [1.0, 1.0e9]}})
+    spec = parse_spec(data)
+    planned = plan_trials(spec, resolve_domains(spec))
+    outcome = run_sweep(spec, progress=False)
+    assert outcome.ran == len(planned) == 12
+
+    rows = stored(tmp_path)
+    assert sorted(r["trial_key"] for r in rows) == sorted(t.trial_key for t in planned)
+    by_lr: dict[float, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_lr.setdefault(json.loads(r["hparams"])["lr"], []).append(r)
+    assert {r["status"] for r in by_lr[1.0e9]} == {"diverged"}
+    assert all(r["best_value"] is None and r["stop_reason"] == "diverged" for r in by_lr[1.0e9])
+    healthy = by_lr[1.0]
+    assert {r["status"] for r in healthy} <= {"completed", "stopped"}
+    assert all(r["best_value"] > 0 and r["num_params"] > 0 and r["steps"] > 0 for r in healthy)
+    assert all(r["stop_reason"] in {"max_steps", "patience", "asha"} for r in healthy)
+    # train size in words grows with the shard; the same shard has the same size for every trial
+    sizes = {(r["fraction"], r["train_size"]) for r in rows}
+    assert len(sizes) == 3 and sorted(s for _, s in sizes) == [s for _, s in sorted(sizes)]
+    # per-iteration history is stored, keyed by our own monotonic step counter
+    history = ResultsStore(str(tmp_path)).read_history(healthy[0]["trial_key"]).to_pylist()
+    assert [h["steps"] for h in history] == [10 * (i + 1) for i in range(len(history))]
+
+    # running the same spec again finds everything stored and runs nothing
+    again = run_sweep(spec, progress=False)
+    assert again.ran == 0 and again.skipped == 12
+    assert len(stored(tmp_path)) == 12
+
+
+def test_trial_killed_mid_run_resumes_from_its_checkpoint(corpus_dir: Path, ray_session: None,
+                                                          fail_once_dir: Path, tmp_path: Path) -> None:
+    data = spec_data(corpus_dir, tmp_path, "retry", shards=[1.0], widths=[8],
+                     hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.003, 0.01]}},
+                     early_stopping={"grace_period": 10, "max_steps": 50, "eval_every": 10, "patience": None,
+                                     "enabled": False})
+    spec = parse_spec(data)
+    planned = plan_trials(spec, resolve_domains(spec))
+    victim = planned[0].trial_key
+    (fail_once_dir / f"{victim}.fail").touch()  # the worker process dies right after its 2nd checkpoint
+    run_sweep(spec, progress=False)
+
+    assert (fail_once_dir / f"{victim}.failed").exists()  # it really crashed
+    rows = {r["trial_key"]: r for r in stored(tmp_path)}
+    assert set(rows) == {t.trial_key for t in planned}
+    assert rows[victim]["restores"] == 1 and rows[victim]["status"] == "completed"
+    assert rows[victim]["steps"] == 50 and rows[victim]["iterations"] == 5  # resumed at step 20, not from 0
+    assert rows[planned[1].trial_key]["restores"] == 0
+    history = ResultsStore(str(tmp_path)).read_history(victim).to_pylist()
+    assert [h["iteration"] for h in history] == [1, 2, 3, 4, 5]
+
+
+def test_interrupted_sweep_resumes_with_exactly_one_row_per_trial(corpus_dir: Path, ray_session: None,
+                                                                    tmp_path: Path) -> None:
+    data = spec_data(corpus_dir, tmp_path / "storage", "interrupted", widths=[8, 16, 24],
+                     hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.003, 0.01]}},
+                     early_stopping={"grace_period": 10, "reduction_factor": 2, "max_steps": 60, "eval_every": 10,
+                                     "patience": 3})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(data))
+    spec = parse_spec(data)
+    planned = {t.trial_key for t in plan_trials(spec, resolve_domains(spec))}
+    assert len(planned) == 18
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--quiet",
+                               "--num-cpus", "2"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = tmp_path / "storage" / "results"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(results.glob("*.parquet"))) < 4:
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started die at once
+    driver.wait()
+    before = len(list(results.glob("*.parquet")))
+    assert 4 <= before < len(planned)
+
+    outcome = run_sweep(spec, progress=False)
+    rows = stored(tmp_path / "storage")
+    keys = [r["trial_key"] for r in rows]
+    assert len(keys) == len(set(keys)) == len(planned)
+    assert set(keys) == planned
+    assert pc.sum(pc.equal(ResultsStore(str(tmp_path / "storage")).read_results()["status"], "errored")).as_py() in (
+        0, None)
+    assert outcome.planned == 18
