@@ -61,7 +61,7 @@ def _prep(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.ndarray,
 
 
 def r2_log(observed: np.ndarray, predicted: np.ndarray) -> float:
-    """Coefficient of determination of log(predicted) for log(observed); NaN when log(observed) is constant."""
+    """R² of log(predicted) for log(observed); NaN when log(observed) is constant."""
     y, yhat = np.log(np.asarray(observed, float)), np.log(np.asarray(predicted, float))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     ss_res = float(np.sum((y - yhat) ** 2))
@@ -130,7 +130,7 @@ def _finish(form: str, alpha: float, beta: float, gamma: float, m: np.ndarray, e
 
 
 # ---------------------------------------------------------------------------------------------- batch fits
-def _ols(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ols_line(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(Weighted) least squares y ≈ a + b·x along the last axis, broadcast over leading axes."""
     if w is None:
         w = np.ones_like(y)
@@ -171,7 +171,7 @@ def _profile_eval(x: np.ndarray, eps: np.ndarray, share: np.ndarray, loss: str,
     gamma = eps.min(axis=1, keepdims=True) * share  # (B, G)
     diff = eps[:, None, :] - gamma[:, :, None]  # (B, G, n), > 0
     w, log_diff = (diff / eps[:, None, :]) ** 2, np.log(diff)
-    _, b = _ols(x, log_diff, w)
+    _, b = ols_line(x, log_diff, w)
     b = np.clip(b, -BETA_MAX, 0.0)
     a = ((w * log_diff).sum(-1) - b * (w * x).sum(-1)) / w.sum(-1)  # intercept given the clipped slope
     resid = np.log(eps)[:, None, :] - np.log(np.exp(a[..., None] + b[..., None] * x) + gamma[..., None])
@@ -180,7 +180,7 @@ def _profile_eval(x: np.ndarray, eps: np.ndarray, share: np.ndarray, loss: str,
 
 def _profile_floor(x: np.ndarray, eps: np.ndarray, loss: str, f_scale: float,
                    n_grid: int = 48, n_refine: int = 16) -> tuple[np.ndarray, ...]:
-    """Best (a, β, γ, cost) per replicate from a γ grid, then a finer grid between the best one's neighbours."""
+    """Best (a, β, γ, cost) per replicate on a γ grid, refined between the best point's neighbours."""
     grid = _gamma_share_grid(n_grid)
     share = np.broadcast_to(grid, (eps.shape[0], n_grid))
     a, b, g, c = _profile_eval(x, eps, share, loss, f_scale)
@@ -206,7 +206,7 @@ def fit_batch(m: np.ndarray, eps: np.ndarray, form: str, loss: str = "soft_l1",
     x_ref = float(np.mean(np.log(m)))
     x = np.log(m) - x_ref
     if form == "power":
-        a, b = _ols(x, np.log(eps))
+        a, b = ols_line(x, np.log(eps))
         g = np.zeros_like(a)
     elif form == "floor":
         a, b, g, _ = _profile_floor(x, eps, loss, f_scale)
@@ -220,7 +220,7 @@ def fit_power_law(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.nda
     """ε = α·m^β by ordinary least squares on log ε vs log m (the M1 baseline; exact on noise-free data)."""
     m_arr, e_arr = _prep(m, eps)
     x_ref = float(np.mean(np.log(m_arr)))
-    a, b = _ols(np.log(m_arr) - x_ref, np.log(e_arr))
+    a, b = ols_line(np.log(m_arr) - x_ref, np.log(e_arr))
     return _finish("power", math.exp(float(a) - float(b) * x_ref), float(b), 0.0, m_arr, e_arr, "linear")
 
 
@@ -228,10 +228,11 @@ def fit_power_floor(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.n
                     loss: str = "soft_l1", f_scale: float = F_SCALE, polish: bool = True) -> LawFit:
     """ε = α·m^β + γ, robust in log space, bounds β ∈ [−10, 0] and 0 ≤ γ ≤ (1 − 10⁻³)·min ε.
 
-    Starting points: the best of a γ-profile grid (closed-form OLS for log α, β at each γ), the pure power
-    law (γ ≈ 0) and γ = min ε / 2; each is polished by ``scipy.optimize.least_squares`` with an analytic
-    Jacobian and the lowest robust cost wins. Needs ≥ 3 points (3 points interpolate exactly).
-    ``polish=False`` returns the grid profile alone (≈10× faster, used for screening fits).
+    Starting points: the best point of a γ-profile grid (closed-form weighted OLS for log α, β at each of
+    88 γ values, which is the multi-start) and, when that γ > 0, the pure power law (γ = 0). Each is
+    polished by ``scipy.optimize.least_squares`` (analytic Jacobian); the lowest robust cost wins, the grid
+    point included. Needs ≥ 3 points (3 points interpolate exactly). ``polish=False`` returns the grid
+    profile alone (≈10× faster; used to screen plateau cuts).
     """
     m_arr, e_arr = _prep(m, eps, min_n=MIN_POINTS)
     if loss not in LOSSES:
@@ -240,6 +241,7 @@ def fit_power_floor(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.n
     x, y = np.log(m_arr) - x_ref, np.log(e_arr)
     g_max = (1.0 - GAMMA_MARGIN) * float(e_arr.min())
     lb, ub = np.array([-np.inf, -BETA_MAX, 0.0]), np.array([np.inf, 0.0, g_max])
+    inner_lb, inner_ub = lb * (1 - 1e-9), np.array([np.inf, -1e-9, g_max * (1 - 1e-9)])
 
     def resid(p: np.ndarray) -> np.ndarray:
         return y - np.log(np.exp(p[0] + p[1] * x) + p[2])
@@ -253,10 +255,10 @@ def fit_power_floor(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.n
     best, best_cost = np.array([a0, b0, g0]), c0
     if not polish:
         return _finish("floor", math.exp(a0 - b0 * x_ref), b0, g0, m_arr, e_arr, loss)
-    a_pl, b_pl = (float(v) for v in _ols(x, y))
+    a_pl, b_pl = (float(v) for v in ols_line(x, y))
     starts = [(a0, b0, g0)] + ([(a_pl, b_pl, 0.0)] if g0 > 0 else [])
     for start in starts:
-        x0 = np.clip(np.array(start), [-np.inf, -BETA_MAX * (1 - 1e-9), 0.0], [np.inf, -1e-9, g_max * (1 - 1e-9)])
+        x0 = np.clip(np.array(start), inner_lb, inner_ub)
         sol = least_squares(resid, x0, jac=jac, bounds=(lb, ub), loss=loss, f_scale=f_scale,
                             x_scale="jac", max_nfev=100)
         if sol.cost < best_cost:

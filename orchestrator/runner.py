@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ class SweepOutcome:
     planned: int
     ran: int
     skipped: int
+    tune_seconds: float = 0.0  # wall time spent in Tuner.fit (excludes Ray start-up and data preparation)
 
 
 def trial_name(trial: Any) -> str:
@@ -108,12 +110,13 @@ def _resources(spec: SweepSpec) -> dict[str, float]:
     return {"cpu": res.cpu, "gpu": res.gpu}
 
 
-def _tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
-           callbacks: list[Any], scheduler: Any) -> tune.Tuner:
+def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
+               callbacks: list[Any], scheduler: Any, reuse_actors: bool = True) -> tune.Tuner:
+    """The sweep's Tuner: one grid point per planned trial, actors reused between trials."""
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
-        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
+        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=reuse_actors,
                                     max_concurrent_trials=spec.max_concurrent_trials,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
@@ -124,7 +127,7 @@ def _tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: s
 
 
 def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = True,
-              num_cpus: int | None = None) -> SweepOutcome:
+              num_cpus: int | None = None, reuse_actors: bool = True) -> SweepOutcome:
     """Run (or resume) a sweep to the end; every trial lands in ``<storage>/results``."""
     domains = resolve_domains(spec)  # spec errors surface before any data is read or Ray starts
     storage = spec.storage_uri(spec_dir)
@@ -153,6 +156,7 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
         return cbs
 
     ran = 0
+    started = time.monotonic()
     if tune.Tuner.can_restore(experiment):
         log.warning("resuming sweep %s from %s", spec.name, experiment)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -162,7 +166,8 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
     todo = [t for t in trials if t.trial_key not in done]
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
-        tuner = _tuner(spec, trainable, todo, name, tune_path, callbacks(len(todo)),
-                       _scheduler(spec, state_path(name)))
+        tuner = make_tuner(spec, trainable, todo, name, tune_path, callbacks(len(todo)),
+                           _scheduler(spec, state_path(name)), reuse_actors=reuse_actors)
         tuner.fit()
-    return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo))
+    return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo),
+                        tune_seconds=time.monotonic() - started)
