@@ -5,7 +5,7 @@ RMSE of log error on the larger sizes, averaged over curves. Revisiting-NMT (``r
 fit the ``Training=1`` rows, score the held-out ``Training=0`` rows. Fitters: last value, M1 (power law, OLS
 in log space), M2 (power + floor, robust in log space), and ours (form selection + plateau exclusion).
 
-    python benchmarks/fit_extrapolation.py [--limit N] [--data DIR]
+    python benchmarks/fit_extrapolation.py [--limit N] [--data DIR] [--ablations]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fitting.laws import fit_learning_curve, fit_power_floor, fit_power_law  # noqa: E402
+from fitting.laws import fit_learning_curve, fit_power_floor, fit_power_law
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 Predictor = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
@@ -40,12 +40,17 @@ def _law(fitter: Callable) -> Predictor:
     return fit
 
 
+M2 = "M2 power+floor (robust log)"
 FITTERS: dict[str, Predictor] = {
     "last value": _last,
     "M1 power (OLS log)": _law(fit_power_law),
-    "M2 power+floor (robust log)": _law(fit_power_floor),
-    "ours auto, no plateau": _law(lambda m, e: fit_learning_curve(m, e, "auto", plateau=False)),
-    "ours auto + plateau": _law(lambda m, e: fit_learning_curve(m, e, "auto")),
+    M2: _law(fit_power_floor),
+    "ours: auto form + plateau": _law(lambda m, e: fit_learning_curve(m, e, "auto")),
+}
+ABLATIONS: dict[str, Predictor] = {
+    "M2 γ-grid only (no polish)": _law(lambda m, e: fit_power_floor(m, e, polish=False)),
+    "ours without plateau": _law(lambda m, e: fit_learning_curve(m, e, "auto", plateau=False)),
+    "ours with form=floor": _law(lambda m, e: fit_learning_curve(m, e, "floor")),
 }
 
 
@@ -79,12 +84,13 @@ def nmt_curves(path: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray
     return out
 
 
-def evaluate(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+def evaluate(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+             fitters: dict[str, Predictor]) -> pd.DataFrame:
     """Per-curve RMSE of log error on the held-out sizes, one column per fitter, plus seconds per fitter."""
-    rows, seconds = [], dict.fromkeys(FITTERS, 0.0)
+    rows, seconds = [], dict.fromkeys(fitters, 0.0)
     for name, mask, m, e in curves:
         row: dict[str, float | str] = {"curve": name}
-        for label, fitter in FITTERS.items():
+        for label, fitter in fitters.items():
             t0 = time.perf_counter()
             try:
                 row[label] = _rmse_log(fitter(m[mask], e[mask])(m[~mask]), e[~mask])
@@ -98,16 +104,19 @@ def evaluate(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> pd
 
 
 def summarize(title: str, table: pd.DataFrame) -> str:
-    labels = list(FITTERS)
-    ref = table["M2 power+floor (robust log)"]
-    lines = [f"{title}: {len(table)} curves",
-             f"{'fitter':32s} {'mean RMSE':>10s} {'median':>8s} {'better than M2':>15s} {'failed':>7s} {'s':>6s}"]
-    for label in labels:
+    """Mean and median RMSE per fitter, per-curve wins/ties/losses against M2, failures, seconds spent."""
+    ref = table[M2]
+    head = (f"{'fitter':30s} {'mean RMSE':>9s} {'median':>7s} {'vs M2 win/tie/loss':>19s} "
+            f"{'failed':>6s} {'sec':>5s}")
+    lines = [f"{title}: {len(table)} curves", head, "-" * len(head)]
+    for label in [c for c in table.columns if c != "curve"]:
         col = table[label]
-        beats = float(np.mean(col[ref.notna()] < ref[ref.notna()] - 1e-12)) if label != labels[2] else math.nan
-        lines.append(f"{label:32s} {col.mean():10.4f} {col.median():8.4f} "
-                     f"{'' if math.isnan(beats) else f'{beats:.0%}':>15s} {int(col.isna().sum()):7d} "
-                     f"{table.attrs['seconds'][label]:6.1f}")
+        both = ref.notna() & col.notna()
+        diff = (col[both] - ref[both]).to_numpy()
+        wtl = "" if label == M2 else "/".join(
+            f"{np.mean(d):.0%}" for d in (diff < -1e-9, np.abs(diff) <= 1e-9, diff > 1e-9))
+        lines.append(f"{label:30s} {col.mean():9.4f} {col.median():7.4f} {wtl:>19s} "
+                     f"{int(col.isna().sum()):6d} {table.attrs['seconds'][label]:5.1f}")
     return "\n".join(lines)
 
 
@@ -115,15 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="only the first N LCDB curves")
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding the two data files")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also run variants of our fitter (about twice the time)")
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
+    fitters = {**FITTERS, **(ABLATIONS if args.ablations else {})}
     lcdb = args.data / "lcdb_curves_dev.csv.gz"
-    print(summarize("LCDB dev (fit sizes ≤ max/8, RMSE of log error beyond)",
-                    evaluate(lcdb_curves(lcdb, args.limit))))
+    print(summarize("LCDB dev (errors ≥ 0.01; fit sizes ≤ max/8; RMSE of log error on larger sizes)",
+                    evaluate(lcdb_curves(lcdb, args.limit), fitters)))
     nmt = args.data / "revisiting_nmt_curves.csv"
     if nmt.exists():
         print()
-        print(summarize("Revisiting NMT (fit Training=1, predict Training=0)", evaluate(nmt_curves(nmt))))
+        print(summarize("Revisiting NMT (fit Training=1 rows, predict the Training=0 rows)",
+                        evaluate(nmt_curves(nmt), fitters)))
     return 0
 
 

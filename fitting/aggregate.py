@@ -170,23 +170,23 @@ def best_per_shard(trials: TrialSet) -> list[ShardPoint]:
     index = groups.indices
     per_shard = f.groupby("train_size")
     n_trials, n_configs = per_shard.size(), per_shard["config_key"].nunique()
+    col = {c: f[c].to_numpy() for c in ("fraction", "width", "num_params", "trial_key", "seed", "hparams")}
     points = []
     for size, key, value in best[["train_size", "config_key", "value"]].itertuples(index=False):
-        rows = f.iloc[index[(size, key)]]
-        first = rows.iloc[0]
-        fractions = rows["fraction"].to_numpy(float)
+        rows = index[(size, key)]
+        first = rows[0]
         points.append(ShardPoint(
-            fraction=float(fractions[0]) if fractions.size else math.nan,
+            fraction=float(col["fraction"][first]),
             train_size=float(size),
             best_error=float(value),
-            best_width=_int_or_none(first["width"]),
-            best_params=_int_or_none(first["num_params"]),
+            best_width=_int_or_none(col["width"][first]),
+            best_params=_int_or_none(col["num_params"][first]),
             config_key=str(key),
-            trial_keys=[str(k) for k in rows["trial_key"].tolist()],
-            seeds=[s for s in (_int_or_none(v) for v in rows["seed"].tolist()) if s is not None],
+            trial_keys=[str(k) for k in col["trial_key"][rows]],
+            seeds=[s for s in (_int_or_none(v) for v in col["seed"][rows]) if s is not None],
             n_trials=int(n_trials[size]),
             n_configs=int(n_configs[size]),
-            hparams=_parse(first["hparams"]),
+            hparams=_parse(col["hparams"][first]),
         ))
     return sorted(points, key=lambda p: p.train_size)
 

@@ -128,14 +128,16 @@ def _trial_replicates(trials: pd.DataFrame, sizes: list[float], n_boot: int,
     err = np.empty((n_boot, len(sizes)))
     par = np.empty((n_boot, len(sizes)))
     groups = trials.groupby("train_size").indices
+    keys_all = trials["config_key"].to_numpy()
+    values_all = trials["value"].to_numpy(float)
+    params_all = pd.to_numeric(trials["num_params"], errors="coerce").to_numpy(float)
     for j, size in enumerate(sizes):
-        shard = trials.iloc[groups[size]]
-        codes, keys = pd.factorize(shard["config_key"], sort=True)
-        params = pd.to_numeric(shard["num_params"], errors="coerce").to_numpy(float)
+        rows = groups[size]
+        codes, keys = pd.factorize(keys_all[rows], sort=True)
         cfg_params = np.full(len(keys), np.nan)
-        cfg_params[codes[::-1]] = params[::-1]  # first trial of each configuration wins
-        idx = rng.integers(0, len(shard), size=(n_boot, len(shard)))
-        err[:, j], best = resampled_best(shard["value"].to_numpy(float), codes.astype(np.int64), idx)
+        cfg_params[codes[::-1]] = params_all[rows][::-1]  # first trial of each configuration wins
+        idx = rng.integers(0, rows.size, size=(n_boot, rows.size))
+        err[:, j], best = resampled_best(values_all[rows], codes.astype(np.int64), idx)
         par[:, j] = cfg_params[best]
     return err, par
 
@@ -238,7 +240,8 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
     if len(positive) < MIN_POINTS:
         out.points = positive
         out.reason = (f"only {len(positive)} usable shard(s) (need {MIN_POINTS}): {len(trials.frame)} usable "
-                      f"trials, {trials.n_ignored} rows ignored")
+                      f"trials; {trials.n_ignored} rows ignored (diverged, errored or no finite "
+                      f"{trials.metric})")
         return out
     m = np.array([p.train_size for p in positive])
     eps = np.array([p.best_error for p in positive])

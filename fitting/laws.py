@@ -275,7 +275,9 @@ def select_form(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.ndarr
     ``auto`` keeps the floor when it has ≥ 5 points, β < 0, γ ≥ 1 % of min ε and a lower AIC (Gaussian on the
     log residuals) than the pure power law; otherwise the power law. AIC rather than AICc: on the LCDB
     extrapolation benchmark AICc's small-sample penalty rejected floors that the larger sizes then showed
-    (mean log RMSE 0.164 vs 0.157 for AIC, both with plateau exclusion; see benchmarks/fit_extrapolation.py).
+    (mean log RMSE 0.165 vs 0.158 for AIC, both with plateau exclusion; benchmarks/fit_extrapolation.py).
+    The price: on a pure power law with 8–10 points and 2–5 % noise AIC keeps a spurious floor ~12–15 % of
+    the time (AICc ~2–6 %), which steepens β_g; the bootstrap interval still reflects it.
     Returns (fit, reason, candidates).
     """
     if form not in FORMS:
@@ -319,21 +321,33 @@ def detect_plateau(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.nd
                    f_scale: float = F_SCALE) -> int:
     """How many leading (smallest-size) points sit on a small-data plateau; 0 when none.
 
-    Rule: a cut k is valid when *every* point before k lies below the law fitted to points k.. (same form
-    rule as the main fit, screened with the γ-grid fit) by more than max(tol, 3·s), s being that fit's
-    residual standard deviation in log units. The largest valid k that leaves ≥ ``min_keep`` points
-    (default 5, never fewer than 3) is returned. Scanning from the largest k keeps a multi-point plateau
-    from bending the law it is compared with; a point near the knee within the tolerance stays (it is on
-    the law to that precision). Points *above* the backward extrapolation are never excluded.
+    Rule: a cut k (points 0..k−1 left out) is valid when, for the law L fitted to points k.. (same form
+    rule as the main fit, screened with the γ-grid fit),
+
+    1. *every* point before k lies below L by more than max(tol, 3·s) in log units, s being L's residual
+       standard deviation, i.e. the small sizes sit under the backward extrapolation; and
+    2. points 0..k are flat: their log-log OLS slope is shallower than half of L's local slope at m_k
+       (a steep but noisy fit on few points can overshoot backwards; this keeps it from cutting data that
+       follow the law).
+
+    The largest valid k leaving ≥ ``min_keep`` points (default 5, never fewer than 3) is returned. Scanning
+    from the largest k keeps a multi-point plateau from bending the law it is compared with. Points above
+    the backward extrapolation are never excluded. On synthetic 10-point curves with 5 % noise this flags
+    ≤ 0.5 % of clean power/floor curves and finds a 3-point plateau ~80 % of the time (98 % at 2 % noise).
     """
     m_arr, e_arr = _prep(m, eps)
     n = m_arr.size
+    x, y = np.log(m_arr), np.log(e_arr)
     for k in range(n - max(min_keep, MIN_POINTS), 0, -1):
         law, _, _ = select_form(m_arr[k:], e_arr[k:], form, loss=loss, f_scale=f_scale, polish=False)
         dof = max(n - k - law.n_params, 1)
         thresh = max(tol, 3.0 * math.sqrt(law.rss / dof))
-        gap = np.log(np.asarray(law.predict(m_arr[:k]))) - np.log(e_arr[:k])
-        if np.all(gap > thresh):
+        gap = np.log(np.asarray(law.predict(m_arr[:k]))) - y[:k]
+        if not np.all(gap > thresh):
+            continue
+        u = law.alpha * m_arr[k] ** law.beta
+        local_slope = law.beta * u / (u + law.gamma)
+        if float(ols_line(x[: k + 1], y[: k + 1])[1]) > 0.5 * local_slope:
             return k
     return 0
 

@@ -30,7 +30,7 @@ STATUSES = ("completed", "stopped", "diverged", "errored")
 
 RESULT_SCHEMA = pa.schema(
     [
-        ("trial_key", pa.string()),  # deterministic: sweep/domain/family/fraction/width/hparams/seed
+        ("trial_key", pa.string()),  # deterministic from domain, family, fraction, width, hparams, seed; no "/"
         ("config_key", pa.string()),  # the same without the seed: seeds of one configuration share it
         ("trial_id", pa.string()),  # Ray Tune's id, for the dashboard and logs
         ("sweep", pa.string()),

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 GROUP_FIELDS = ("domain", "family", "fraction", "width", "config")
 
@@ -93,8 +101,8 @@ def _hparam(value: Any) -> Any:
         return value
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _SPACES:
         return _SPACES[next(iter(value))].model_validate(value)
-    raise ValueError(f"must be a plain value (number, string, bool) or one of "
-                     f"{{grid: [...]}}, {{choice: [...]}}, {{loguniform: [low, high]}}, {{uniform: [low, high]}}")
+    raise ValueError("must be a plain value (number, string, bool) or one of "
+                     "{grid: [...]}, {choice: [...]}, {loguniform: [low, high]}, {uniform: [low, high]}")
 
 
 HParam = Annotated[Any, BeforeValidator(_hparam)]

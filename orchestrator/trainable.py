@@ -112,7 +112,8 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
             "steps": state["steps"], "samples": state["samples"], "iter": state["iteration"],
             "train_loss": stats.loss, "objective": value if math.isfinite(value) else 1e30,
             "best_objective": state["best"].get(metric, float("nan")), "num_params": task.num_params,
-            "elapsed": state["elapsed"], "restores": state["restores"], "final": reason is not None, "stop_reason": reason or "",
+            "elapsed": state["elapsed"], "restores": state["restores"],
+            "final": reason is not None, "stop_reason": reason or "",
             **{f"val/{k}": v for k, v in metrics.items()},
             **{f"best/{k}": v for k, v in state["best"].items()},
         }

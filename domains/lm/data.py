@@ -57,7 +57,9 @@ def resolve_files(spec: str | os.PathLike[str], what: str = "train") -> list[Pat
 
 
 def read_sentences(files: Sequence[Path], lowercase: bool = False) -> list[str]:
-    """Non-empty stripped lines of UTF-8 files, in order; a bad file raises naming the file (and line)."""
+    """Non-empty stripped lines of UTF-8 files, in order. An unreadable, non-UTF-8 or empty file raises
+    ``DataSourceError`` naming the file (and the line of the first bad byte): a truncated or mis-encoded
+    shard is far more likely a mistake than intended."""
     sentences: list[str] = []
     for path in files:
         try:
@@ -72,7 +74,10 @@ def read_sentences(files: Sequence[Path], lowercase: bool = False) -> list[str]:
                                   f"{exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
         if lowercase:
             text = text.lower()
-        sentences.extend(s for s in (line.strip() for line in text.splitlines()) if s)
+        lines = [s for s in (line.strip() for line in text.splitlines()) if s]
+        if not lines:
+            raise DataSourceError(f"LM data file {path} holds no text (no non-empty lines)")
+        sentences.extend(lines)
     return sentences
 
 

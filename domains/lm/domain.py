@@ -57,7 +57,7 @@ class LMDomain(Domain):
     families: ClassVar[Mapping[str, FamilyInfo]] = {
         "word": FamilyInfo(metric="val_xent",
                            metrics={"val_xent": "nats/word", "val_ppl": "perplexity per word"},
-                           description="word-level LSTM LM (tied embeddings)", size_unit="words"),
+                           description="word-level LSTM LM", size_unit="words"),
         "char": FamilyInfo(metric="val_bpc",
                            metrics={"val_bpc": "bits/char", "val_ppl": "perplexity per char"},
                            description="character-level LSTM LM", size_unit="characters"),
@@ -83,12 +83,7 @@ class LMDomain(Domain):
         train = read_sentences(train_files, src.lowercase)
         if valid_files:
             valid = read_sentences(valid_files, src.lowercase)
-            if not valid:
-                raise DataSourceError(f"LM valid data {src.valid!r} holds no non-empty lines")
         else:
-            if len(train) < 2:
-                raise DataSourceError(f"LM train data {src.train!r} holds {len(train)} non-empty lines; "
-                                      "too few to hold out a validation split")
             train_idx, valid_idx = heldout_split(len(train), src.valid_fraction, src.shuffle_seed)
             train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
         try:

@@ -47,10 +47,10 @@ class RecurrentLM(nn.Module):
 
 
 class WordLSTM(RecurrentLM):
-    """Word-level LM; tied input/output embeddings by default (fewer parameters, better small-data fits)."""
+    """Word-level LM; most parameters sit in the embedding and softmax at small widths (tying halves them)."""
 
     def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.1,
-                 tie_weights: bool = True) -> None:
+                 tie_weights: bool = False) -> None:
         super().__init__(vocab, width, layers, dropout, tie_weights)
 
 

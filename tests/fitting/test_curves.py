@@ -1,0 +1,207 @@
+"""fit_family / fit_store on synthetic sweeps whose true exponents are known."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fitting.aggregate import aggregate, load_rows, usable_trials
+from fitting.curves import fit_family, fit_store, predict, resampled_best
+
+SIZES = 1000.0 * 2.0 ** np.arange(8)  # 8 shards, 2.1 decades
+
+
+def sweep(law: Callable[[np.ndarray], np.ndarray], sizes: np.ndarray = SIZES, *, seeds: int = 3,
+          noise: float = 0.02, beta_p: float = 0.7, sigma: float = 50.0, seed: int = 0,
+          family: str = "word", domain: str = "lm") -> pd.DataFrame:
+    """Trial rows of a sweep: at each shard 5 model sizes × 2 learning rates × ``seeds`` seeds (30 trials).
+
+    The best configuration (model size σ·m^β_p, lr 1e-3) reaches the law exactly up to multiplicative
+    seed noise; other sizes pay 10 % per squared octave, the other lr 8 %.
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for m in sizes:
+        ideal = sigma * m**beta_p
+        for ratio in (0.25, 0.5, 1.0, 2.0, 4.0):
+            for lr in (1e-3, 3e-3):
+                penalty = 1 + 0.1 * math.log2(ratio) ** 2 + (0.08 if lr == 3e-3 else 0.0)
+                config = f"{domain}-{family}-{m:g}-{ratio:g}-{lr:g}"
+                for s in range(seeds):
+                    value = float(law(m) * penalty * math.exp(rng.normal(0.0, noise)))
+                    rows.append({
+                        "trial_key": f"{config}-{s}", "config_key": config, "domain": domain,
+                        "family": family, "fraction": m / sizes[-1], "train_size": float(m),
+                        "size_unit": "words", "width": int(64 * ratio), "num_params": round(ideal * ratio),
+                        "hparams": json.dumps({"lr": lr}), "seed": s, "status": "completed",
+                        "metric": "val_loss", "best_value": value,
+                        "best_metrics": json.dumps({"val_loss": value, "ppl": math.exp(value)}),
+                    })
+    return pd.DataFrame(rows)
+
+
+def power(m: np.ndarray) -> np.ndarray:
+    return 5.0 * m**-0.3
+
+
+def floor(m: np.ndarray) -> np.ndarray:
+    return 20.0 * m**-0.5 + 0.05
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_power_law_family_recovers_exponents_with_covering_intervals(seed: int) -> None:
+    fit = fit_family(sweep(power, seed=seed), form="power", n_boot=500, seed=seed)
+    assert fit.ok and fit.reason == ""
+    assert fit.form == "power" and fit.gamma == 0.0 and fit.intervals["gamma"] is None
+    assert abs(fit.beta_g + 0.3) <= 0.03
+    lo, hi = fit.beta_g_ci
+    assert lo < -0.3 < hi, fit.beta_g_ci  # covers the truth
+    assert 0.005 < hi - lo < 0.15  # non-degenerate, yet informative
+    assert fit.intervals["alpha"][0] < fit.alpha < fit.intervals["alpha"][1]
+    assert fit.beta_p == pytest.approx(0.7, abs=0.01)
+    plo, phi = fit.beta_p_ci
+    assert plo - 1e-3 <= 0.7 <= phi + 1e-3
+    assert fit.sigma == pytest.approx(50.0, rel=0.1)
+    assert fit.interval_method.startswith("trial bootstrap")
+    assert fit.n_trials == 240 and len(fit.points) == 8 and fit.excluded == []
+    assert fit.metric == "val_loss" and fit.size_unit == "words"
+    assert fit.reference is not None and fit.reference.beta_g == -0.066
+    assert fit.r2 > 0.99
+
+
+def test_auto_form_on_power_law_family_keeps_the_exponent() -> None:
+    fit = fit_family(sweep(power, seed=5), n_boot=200)
+    assert abs(fit.beta_g + 0.3) <= 0.05, fit.form_reason
+    assert fit.form in ("power", "floor") and fit.form_reason
+
+
+def test_floor_family_recovers_gamma() -> None:
+    sizes = 1000.0 * 2.0 ** np.arange(10)
+    fit = fit_family(sweep(floor, sizes, seed=1), n_boot=300)
+    assert fit.form == "floor", fit.form_reason
+    assert abs(fit.beta_g + 0.5) <= 0.08
+    assert fit.gamma == pytest.approx(0.05, rel=0.3)
+    glo, ghi = fit.intervals["gamma"]
+    assert glo < 0.05 < ghi and ghi - glo > 1e-3
+    blo, bhi = fit.beta_g_ci
+    assert blo < -0.5 < bhi
+
+
+def test_too_few_shards_gives_no_fit_and_a_reason() -> None:
+    fit = fit_family(sweep(power, SIZES[:2]))
+    assert fit.fit is None and not fit.ok
+    assert "2 usable shard" in fit.reason and "need 3" in fit.reason
+    assert fit.beta_g is None and fit.intervals == {}
+    json.dumps(fit.to_dict(), allow_nan=False)
+    with pytest.raises(ValueError):
+        predict(fit, size=1e6)
+
+
+def test_failed_trials_leave_too_few_shards() -> None:
+    df = sweep(power, SIZES[:4])
+    df.loc[df["train_size"] >= SIZES[2], "status"] = "errored"
+    fit = fit_family(df)
+    assert fit.fit is None and fit.n_ignored == 60 and "need 3" in fit.reason
+
+
+def test_diverged_errored_and_nan_rows_do_not_move_the_fit() -> None:
+    clean = sweep(power, seed=2)
+    bad = clean.iloc[::7].copy()
+    bad["best_value"] = 1e-6  # would win every shard if counted
+    bad["status"] = ["diverged", "errored"] * (len(bad) // 2) + ["diverged"] * (len(bad) % 2)
+    nan = clean.iloc[::11].copy()
+    nan["best_value"] = math.nan
+    rows = pd.concat([clean, bad, nan.assign(trial_key=nan["trial_key"] + "-nan")], ignore_index=True)
+    a, b = fit_family(clean, n_boot=0), fit_family(rows, n_boot=0)
+    assert b.n_ignored == len(bad) + len(nan)
+    assert b.beta_g == pytest.approx(a.beta_g, abs=1e-12)
+
+
+def test_single_trial_per_shard_falls_back_to_residual_bootstrap() -> None:
+    df = sweep(power, seeds=1, noise=0.03, seed=4)
+    df = df.sort_values("best_value").drop_duplicates("train_size")  # keep one trial per shard
+    fit = fit_family(df, form="power", n_boot=400)
+    assert fit.interval_method.startswith("residual bootstrap")
+    lo, hi = fit.beta_g_ci
+    assert lo < fit.beta_g < hi and hi - lo > 1e-3
+
+
+def test_plateau_shards_are_excluded_and_reported() -> None:
+    sizes = 1000.0 * 2.0 ** np.arange(10)
+    fit = fit_family(sweep(lambda m: np.minimum(0.9, 0.9 * (m / sizes[3]) ** -0.4), sizes, seed=3),
+                     form="power", n_boot=100)
+    assert [p.train_size for p in fit.excluded] == list(sizes[:3])
+    assert [p.train_size for p in fit.points] == list(sizes[3:])
+    assert abs(fit.beta_g + 0.4) <= 0.03
+    assert any("plateau" in note for note in fit.notes)
+
+
+def test_other_metric_from_best_metrics() -> None:
+    fit = fit_family(sweep(power), metric="ppl", form="power", n_boot=0)
+    assert fit.metric == "ppl" and fit.ok
+    assert fit.points[0].best_error == pytest.approx(math.exp(power(SIZES[0])), rel=0.05)
+
+
+def test_predict_error_and_size_with_intervals() -> None:
+    fit = fit_family(sweep(floor, 1000.0 * 2.0 ** np.arange(10), seed=1), n_boot=300)
+    at = predict(fit, size=1e7)
+    assert at.quantity == "error" and at.error == pytest.approx(fit.fit.law.predict(1e7))
+    assert at.interval[0] <= at.error <= at.interval[1]
+    need = predict(fit, target_error=0.08)
+    assert need.quantity == "size"
+    assert float(fit.fit.law.predict(need.size)) == pytest.approx(0.08, rel=1e-9)
+    assert need.interval[0] <= need.size <= need.interval[1]
+    assert predict(fit, target_error=fit.gamma / 2).size == math.inf
+    json.dumps(need.to_dict(), allow_nan=False)
+    with pytest.raises(ValueError):
+        predict(fit)
+
+
+def test_resampling_identity_reproduces_the_aggregate() -> None:
+    df = sweep(power, seeds=4, seed=6)
+    trials = usable_trials(df).frame
+    shard = trials[trials["train_size"] == SIZES[3]]
+    codes, keys = pd.factorize(shard["config_key"], sort=True)
+    values = shard["value"].to_numpy(float)
+    idx = np.vstack([np.arange(len(shard)), np.zeros(len(shard), dtype=int)])
+    err, best = resampled_best(values, codes.astype(np.int64), idx)
+    point = aggregate(df)[3]
+    assert err[0] == point.best_error and keys[best[0]] == point.config_key
+    assert err[1] == values[0]  # all draws of trial 0: its configuration, its value
+
+
+def test_fit_store_groups_domains_and_families() -> None:
+    rows = pd.concat([sweep(power), sweep(power, family="char", seed=1),
+                      sweep(floor, domain="image", family="resnet", seed=2)], ignore_index=True)
+    fits = fit_store(rows, n_boot=50)
+    assert set(fits) == {"image", "lm"} and set(fits["lm"]) == {"char", "word"}
+    assert fits["lm"]["char"].reference.beta_g == -0.094
+    assert fits["image"]["resnet"].reference.beta_g == -0.309
+    with pytest.raises(ValueError):
+        fit_family(rows)
+
+
+def test_to_dict_is_strict_json() -> None:
+    fit = fit_family(sweep(floor, seed=3), n_boot=100)
+    fit.r2 = math.nan  # NaN anywhere must come out as null
+    text = json.dumps(fit.to_dict(), allow_nan=False)
+    assert '"r2": null' in text and "replicates" not in text
+
+
+def test_fit_family_speed_budget() -> None:
+    """8 shards × 30 trials with 500 bootstrap replicates: under 0.3 s on one core."""
+    df = load_rows(sweep(floor))
+    fit_family(df, n_boot=500)  # warm-up (imports, caches)
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fit_family(df, n_boot=500)
+        best = min(best, time.perf_counter() - t0)
+    assert best < 0.3, f"fit_family took {best:.3f} s"
