@@ -163,7 +163,7 @@ def _residual_replicates(m: np.ndarray, eps: np.ndarray, fit: LearningCurveFit, 
 def _bootstrap(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCurveFit,
                size_fit: ModelSizeFit | None, n_boot: int, level: float,
                seed: int) -> tuple[dict[str, Interval | None], str, dict[str, np.ndarray]]:
-    """Intervals for alpha, beta_g, gamma, beta_p; the method used; the raw replicates."""
+    """Intervals for alpha, beta_g, gamma, beta_p, sigma; the method used; the raw replicates (paired by index)."""
     rng = np.random.default_rng(seed)
     m = np.array([p.train_size for p in used])
     eps = np.array([p.best_error for p in used])
@@ -180,7 +180,7 @@ def _bootstrap(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCurveF
                   "so log residuals of the fitted law were resampled")
     good = np.all(np.isfinite(err) & (err > 0), axis=1)
     law = fit.law
-    reps = {key: np.full(n_boot, np.nan) for key in ("alpha", "beta_g", "gamma", "beta_p")}
+    reps = {key: np.full(n_boot, np.nan) for key in ("alpha", "beta_g", "gamma", "beta_p", "sigma")}
     if good.any():
         batch = fit_batch(m, err[good], law.form, loss=law.loss)
         # Replicates use the closed-form γ-profile; shift them by the point estimate's offset from that
@@ -192,8 +192,10 @@ def _bootstrap(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCurveF
     if size_fit is not None:
         okp = np.all(np.isfinite(par) & (par > 0), axis=1)
         if okp.any():
-            x = np.log(m) - np.log(m).mean()
-            reps["beta_p"][okp] = ols_line(x, np.log(par[okp]))[1]
+            x_ref = float(np.log(m).mean())
+            a_p, b_p = ols_line(np.log(m) - x_ref, np.log(par[okp]))
+            reps["beta_p"][okp] = b_p
+            reps["sigma"][okp] = np.exp(a_p - b_p * x_ref)  # paired with beta_p: s(m) per replicate
     intervals = {key: _interval(v, level) for key, v in reps.items()}
     if law.form == "power":
         intervals["gamma"] = None
@@ -331,3 +333,56 @@ def predict(fit: CurveFit, *, size: float | None = None, target_error: float | N
             lo, hi = np.quantile(np.sort(vals), [q, 1 - q], method="nearest")
             interval = (float(lo), float(hi))
     return Prediction(needed, target, "size", interval, fit.level)
+
+
+@dataclass
+class ParamsPrediction:
+    """Best model size s(m) = σ·m^β_p read off the fit at a training size (given, or needed for a target error).
+
+    ``interval`` pairs each bootstrap replicate's (α, β_g, γ) with its (σ, β_p), so for a target error it
+    carries the uncertainty of the size needed as well as that of the model-size law (inf: never reached).
+    """
+
+    train_size: float
+    params: float
+    interval: Interval | None
+    level: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+
+
+def predict_params(fit: CurveFit, *, size: float | None = None,
+                   target_error: float | None = None) -> ParamsPrediction:
+    """Best model size at ``size``, or at the training size needed to reach ``target_error``.
+
+    Raises ValueError when the fit has no learning curve or no model-size law (num_params missing).
+    """
+    if fit.fit is None or fit.size_fit is None:
+        raise ValueError(f"{fit.domain}/{fit.family} has no model-size fit: {fit.reason or fit.notes}")
+    if (size is None) == (target_error is None):
+        raise ValueError("give exactly one of size= or target_error=")
+    law = fit.fit.law
+    m = float(size) if size is not None else law.size_for(float(target_error))  # type: ignore[arg-type]
+    params = float(fit.size_fit.predict(m)) if math.isfinite(m) else math.inf
+    reps = fit.replicates
+    sigma, beta_p = reps.get("sigma"), reps.get("beta_p")
+    interval = None
+    if sigma is not None and beta_p is not None:
+        if size is not None:
+            m_b = np.full(sigma.shape, float(size))
+        else:
+            a, b, g = reps["alpha"], reps["beta_g"], reps["gamma"]
+            target = float(target_error)  # type: ignore[arg-type]
+            with np.errstate(all="ignore"):
+                m_b = np.where((b < 0) & (target > g), ((target - g) / a) ** (1.0 / np.where(b < 0, b, -1.0)),
+                               np.inf)
+            m_b[~(np.isfinite(a) & np.isfinite(b))] = np.nan
+        ok = np.isfinite(sigma) & np.isfinite(beta_p) & ~np.isnan(m_b)
+        with np.errstate(all="ignore"):
+            vals = np.where(np.isinf(m_b[ok]), np.inf, sigma[ok] * m_b[ok] ** beta_p[ok])
+        if vals.size >= 2:
+            q = (1 - fit.level) / 2
+            lo, hi = np.quantile(np.sort(vals), [q, 1 - q], method="nearest")
+            interval = (float(lo), float(hi))
+    return ParamsPrediction(m, params, interval, fit.level)

@@ -53,6 +53,7 @@ class TrialPlan:
     size_unit: str
     stopping: dict[str, Any]
     threads: int
+    resources: dict[str, float]  # what the trial asks Ray for: {"cpu": ..., "gpu": ...}
     train_size: float | None = None  # filled in once the domain's data is prepared
 
     def to_config(self) -> dict[str, Any]:
@@ -151,7 +152,6 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
     for name, rd in domains.items():
         dspec, plugin = rd.spec, rd.plugin
         es = dspec.early_stopping
-        stopping = es.model_dump(include={"max_steps", "eval_every", "patience", "min_delta"})
         threads = max(1, int(dspec.resources.cpu))
         for family in dspec.family_specs():
             info = plugin.family(family)
@@ -170,7 +170,8 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                                 trial_key=key, config_key=config_key, sweep=spec.name, domain=name,
                                 family=family, fraction=float(fraction), width=width, hparams=hparams, seed=seed,
                                 metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
-                                stopping=stopping, threads=threads))
+                                stopping=dspec.stopping_for(family), threads=threads,
+                                resources=dspec.resources.model_dump()))
     return trials
 
 

@@ -92,22 +92,24 @@ def init_ray(num_cpus: int | None = None) -> None:
 
 
 def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.TrialScheduler:
-    es = {d.early_stopping.model_dump_json() for d in spec.domains.values()}
-    if len(es) > 1:
-        # Tune takes one scheduler per run; domains may differ in data but not in stopping rules.
-        raise SpecError("all domains of one sweep must share early_stopping settings; run them as separate sweeps")
+    rungs = {d.early_stopping.model_dump_json(exclude={"max_steps", "eval_every", "patience", "min_delta"})
+             for d in spec.domains.values()}
+    if len(rungs) > 1:
+        # Tune takes one scheduler per run; domains may differ in data and trial stopping, not in ASHA's rungs.
+        raise SpecError("all domains of one sweep must share early_stopping grace_period, reduction_factor, "
+                        "brackets, group_by and enabled; run them as separate sweeps")
     stopping = next(iter(spec.domains.values())).early_stopping
     if not stopping.enabled:
         return tune.schedulers.FIFOScheduler()
     return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr="steps", metric="objective", mode="min",
-                                max_t=stopping.max_steps, grace_period=stopping.grace_period,
-                                reduction_factor=stopping.reduction_factor, brackets=stopping.brackets,
-                                state_path=state_path)
+                                max_t=max(d.max_steps() for d in spec.domains.values()),
+                                grace_period=stopping.grace_period, reduction_factor=stopping.reduction_factor,
+                                brackets=stopping.brackets, state_path=state_path)
 
 
-def _resources(spec: SweepSpec) -> dict[str, float]:
-    res = next(iter(spec.domains.values())).resources
-    return {"cpu": res.cpu, "gpu": res.gpu}
+def trial_resources(config: dict[str, Any]) -> dict[str, float]:
+    """Per-trial resource request, so domains of one sweep can ask for different CPUs and GPUs."""
+    return dict(config["trial"]["resources"])
 
 
 def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
@@ -140,8 +142,7 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
 
     init_ray(num_cpus)
     refs = {name: ray.put(p) for name, p in prepared.items()}
-    res = _resources(spec)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, prepared_refs=refs), res)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, prepared_refs=refs), trial_resources)
     local = local_dir_of(storage)
     tune_path = str(local / TUNE_DIR) if local else f"{storage.rstrip('/')}/{TUNE_DIR}"
     experiment = f"{tune_path}/{spec.name}"

@@ -139,11 +139,21 @@ class Resources(_Strict):
     gpu: float = Field(0.0, ge=0)
 
 
+class TrialStopping(_Strict):
+    """Per-family overrides of when a trial stops itself (ASHA's rungs stay shared by the domain)."""
+
+    max_steps: int | None = Field(None, gt=0)
+    eval_every: int | None = Field(None, gt=0)
+    patience: int | None = Field(None, ge=1)
+    min_delta: float | None = Field(None, ge=0.0)
+
+
 class FamilySpec(_Strict):
-    """Per-family overrides of widths and hyperparameters."""
+    """Per-family overrides of widths, hyperparameters and trial stopping (families differ in cost per step)."""
 
     widths: list[int] | None = None
     hparams: dict[str, HParam] = Field(default_factory=dict)
+    early_stopping: TrialStopping = TrialStopping()
 
 
 class DomainSpec(_Strict):
@@ -193,6 +203,27 @@ class DomainSpec(_Strict):
 
     def hparams_for(self, family: str) -> dict[str, HParam]:
         return {**self.hparams, **self.family_specs()[family].hparams}
+
+    def stopping_for(self, family: str) -> dict[str, Any]:
+        """The trial-level stopping rules of a family: the domain's, with the family's overrides."""
+        base = self.early_stopping.model_dump(include={"max_steps", "eval_every", "patience", "min_delta"})
+        return {**base, **self.family_specs()[family].early_stopping.model_dump(exclude_none=True)}
+
+    @model_validator(mode="after")
+    def _family_stopping(self) -> DomainSpec:
+        for family in self.family_specs():
+            stop = self.stopping_for(family)
+            if self.early_stopping.grace_period > stop["max_steps"]:
+                raise ValueError(f"families.{family}.early_stopping.max_steps ({stop['max_steps']}) must be >= "
+                                 f"early_stopping.grace_period ({self.early_stopping.grace_period})")
+            if stop["eval_every"] > stop["max_steps"]:
+                raise ValueError(f"families.{family}: eval_every ({stop['eval_every']}) must be <= "
+                                 f"max_steps ({stop['max_steps']})")
+        return self
+
+    def max_steps(self) -> int:
+        """The longest any trial of this domain may run: ASHA's max_t."""
+        return max(self.stopping_for(f)["max_steps"] for f in self.family_specs())
 
 
 class SweepSpec(_Strict):

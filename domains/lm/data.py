@@ -208,7 +208,7 @@ def build_lm_data(train: Sequence[str], valid: Sequence[str], *, vocab_size: int
         kept = permutation[:max_sentences]
         in_file_order = np.argsort(kept, kind="stable")
         train = [train[i] for i in kept[in_file_order]]
-        permutation = np.argsort(in_file_order, kind="stable")  # rank in shuffle of each kept sentence
+        permutation = np.argsort(in_file_order, kind="stable")  # r-th of the shuffle -> its new index
     if len(train) < MIN_TRAIN_SENTENCES:
         raise DataSourceError(f"LM training split has {len(train)} sentences; at least "
                               f"{MIN_TRAIN_SENTENCES} are needed")

@@ -27,9 +27,13 @@ from domains.lm.data import (
     save_lm_data,
 )
 from domains.lm.models import build_model
+from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, write_corpus
 from domains.lm.task import HPARAM_DEFAULTS, LMHParams, LMTask
 
 CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
+# ``train: builtin:offline-english`` = real English that ships with the OS and Python (offline_corpus), written
+# once into the cache in the Billion Word layout; its held-out file is the validation set unless ``valid`` is set.
+OFFLINE_ENGLISH = "builtin:offline-english"
 
 
 class LMSource(BaseModel):
@@ -37,7 +41,7 @@ class LMSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    train: str  # a file, a directory or a glob ("**" allowed) of UTF-8 training text
+    train: str  # a file, a directory or a glob ("**" allowed) of UTF-8 training text, or OFFLINE_ENGLISH
     valid: str | None = None  # same forms; None = hold out ``valid_fraction`` of the training sentences
     valid_fraction: float = Field(0.05, gt=0.0, lt=1.0)
     vocab_size: int = Field(10000, ge=3)  # word vocabulary incl. <unk> and </s>
@@ -73,6 +77,10 @@ class LMDomain(Domain):
         name, size and mtime of every input file (so edited data is re-read, unchanged data never is)."""
         src = source if isinstance(source, LMSource) else LMSource.model_validate(
             source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        if src.train == OFFLINE_ENGLISH:
+            corpus = write_corpus(Path(cache_dir) / "offline-english")
+            src = src.model_copy(update={"train": str(corpus / TRAIN_GLOB),
+                                         "valid": src.valid or str(corpus / VALID_GLOB)})
         train_files = resolve_files(src.train, "train")
         valid_files = resolve_files(src.valid, "valid") if src.valid is not None else []
         key = _cache_key(src, train_files, valid_files)
