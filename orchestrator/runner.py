@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 
@@ -113,7 +114,8 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
 
 def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
-               callbacks: list[Any], scheduler: Any, reuse_actors: bool = True) -> tune.Tuner:
+               storage_fs: pafs.FileSystem, callbacks: list[Any], scheduler: Any,
+               reuse_actors: bool = True) -> tune.Tuner:
     """The sweep's Tuner: one grid point per planned trial, actors reused between trials."""
     return tune.Tuner(
         trainable,
@@ -122,7 +124,7 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
                                     max_concurrent_trials=spec.max_concurrent_trials,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+            name=name, storage_path=storage_path, storage_filesystem=storage_fs, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
     )
@@ -144,7 +146,8 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
     refs = {name: ray.put(p) for name, p in prepared.items()}
     trainable = tune.with_resources(tune.with_parameters(run_trial, prepared_refs=refs), trial_resources)
     local = local_dir_of(storage)
-    tune_path = str(local / TUNE_DIR) if local else f"{storage.rstrip('/')}/{TUNE_DIR}"
+    fs, root = resolve(storage)  # Tune gets the same pyarrow filesystem (URI query options such as endpoints kept)
+    tune_path = f"{root}/{TUNE_DIR}"
     experiment = f"{tune_path}/{spec.name}"
 
     def state_path(name: str) -> str | None:  # per-group ASHA rungs, beside Tune's own experiment state
@@ -158,16 +161,17 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
 
     ran = 0
     started = time.monotonic()
-    if tune.Tuner.can_restore(experiment):
+    if tune.Tuner.can_restore(experiment, storage_filesystem=fs):
         log.warning("resuming sweep %s from %s", spec.name, experiment)
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=fs)
         tuner.fit()
         ran += 1
     done = store.finished_keys()
     todo = [t for t in trials if t.trial_key not in done]
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
-        tuner = make_tuner(spec, trainable, todo, name, tune_path, callbacks(len(todo)),
+        tuner = make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),
                            _scheduler(spec, state_path(name)), reuse_actors=reuse_actors)
         tuner.fit()
     return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo),

@@ -133,3 +133,23 @@ def test_interrupted_sweep_resumes_with_exactly_one_row_per_trial(corpus_dir: Pa
     assert pc.sum(pc.equal(ResultsStore(str(tmp_path / "storage")).read_results()["status"], "errored")).as_py() in (
         0, None)
     assert outcome.planned == 18
+
+
+def test_sweep_on_object_storage(corpus_dir: Path, ray_session: None) -> None:
+    """Results, history, checkpoints and Tune's experiment state all go to an s3:// URI."""
+    from tests.s3_server import s3_bucket
+
+    with s3_bucket() as template:
+        uri = template.format(prefix="sweeps/s3")
+        data = spec_data(corpus_dir, Path("/unused"), "on-s3", shards=[0.5, 1.0], widths=[8],
+                         early_stopping={"grace_period": 10, "max_steps": 20, "eval_every": 10, "patience": None})
+        data["storage"] = uri
+        spec = parse_spec(data)
+        assert spec.storage_uri() == uri
+        outcome = run_sweep(spec, progress=False)
+        assert outcome.ran == 2
+        store = ResultsStore(uri)
+        rows = store.read_results().to_pylist()
+        assert len(rows) == 2 and {r["status"] for r in rows} == {"completed"}
+        assert store.read_history(rows[0]["trial_key"]).num_rows == 2
+        assert run_sweep(spec, progress=False).ran == 0  # resumable from the bucket alone
