@@ -55,6 +55,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return _run(spec, args)
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.runner import load_saved_spec
+
+    return _run(_select_domains(load_saved_spec(args.storage, args.name), args.domains), args)
+
+
 def _print_fits(storage: str, as_json: bool, n_boot: int, domain: str | None = None,
                 metric: str | None = None, form: str = "auto") -> int:
     from fitting.curves import fit_store
@@ -106,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--storage", help="override the spec's storage (path or pyarrow URI)")
     run_options(sp)
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("resume", help="finish an interrupted sweep from its storage alone (restores Tune and ASHA)")
+    sp.add_argument("storage", help="the sweep's storage (path or pyarrow URI)")
+    sp.add_argument("--name", help="which sweep, when several share the storage")
+    run_options(sp)
+    sp.set_defaults(func=cmd_resume)
 
     sp = sub.add_parser("quickstart", help="run the bundled CPU sweep on small real data")
     sp.add_argument("--storage", default="./runs/quickstart", help="where results go (default ./runs/quickstart)")

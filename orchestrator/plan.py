@@ -152,7 +152,6 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
     for name, rd in domains.items():
         dspec, plugin = rd.spec, rd.plugin
         es = dspec.early_stopping
-        threads = max(1, int(dspec.resources.cpu))
         for family in dspec.family_specs():
             info = plugin.family(family)
             metric = info.metric if es.metric == "primary" else es.metric
@@ -160,6 +159,8 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
             for width in dspec.widths_for(family):
                 rng = random.Random(f"{spec.seed}/{name}/{family}/{width}")
                 configs = _expand_hparams(dspec.hparams_for(family), dspec.samples, rng)
+                resources = dspec.resources.for_width(width)
+                threads = max(1, int(resources["cpu"]))
                 for hp in configs:
                     hparams = {**defaults, **hp}
                     for fraction in dspec.fractions():
@@ -171,7 +172,7 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                                 family=family, fraction=float(fraction), width=width, hparams=hparams, seed=seed,
                                 metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
                                 stopping=dspec.stopping_for(family), threads=threads,
-                                resources=dspec.resources.model_dump()))
+                                resources=resources))
     return trials
 
 

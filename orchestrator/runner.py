@@ -8,6 +8,7 @@ trial's deterministic key, so whatever the interruption, each trial ends as exac
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -25,7 +26,7 @@ from orchestrator.group_asha import GroupedASHAScheduler
 from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
 from orchestrator.progress import ProgressDisplay
 from orchestrator.recorder import ResultsRecorder
-from orchestrator.spec import SpecError, SweepSpec
+from orchestrator.spec import SpecError, SweepSpec, parse_spec
 from orchestrator.trainable import run_trial
 
 log = logging.getLogger(__name__)
@@ -80,16 +81,58 @@ def prepare_domains(domains: dict[str, ResolvedDomain], storage: str) -> dict[st
     return {name: rd.plugin.prepare(rd.source, cache_root / name) for name, rd in domains.items()}
 
 
-def init_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), else start Ray in-process."""
+def init_ray(num_cpus: int | None = None) -> bool:
+    """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), else start Ray in-process.
+
+    Returns True for a local, in-process Ray (fixed resources, no autoscaler)."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
-    else:
+        if not ray.is_initialized():
+            ray.init(address=os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
+        return False
+    if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True)
+    return True
+
+
+def fit_to_cluster(trials: list[TrialPlan], local_ray: bool) -> list[TrialPlan]:
+    """On a local Ray without GPUs, run GPU-sized trials on CPU instead of queueing them forever.
+
+    On a real cluster GPU requests stay: an autoscaler adds GPU nodes when trials ask for them."""
+    if not local_ray or ray.cluster_resources().get("GPU", 0) > 0:
+        return trials
+    if any(t.resources.get("gpu") for t in trials):
+        log.warning("no GPU on this machine: trials that asked for GPUs run on CPU")
+    return [replace(t, resources={**t.resources, "gpu": 0.0}) for t in trials]
+
+
+SPECS_DIR = "specs"
+
+
+def save_spec(spec: SweepSpec, storage: str) -> None:
+    """Keep the spec beside its results, so ``scaling-sweep resume STORAGE`` needs nothing else."""
+    fs, root = resolve(storage)
+    fs.create_dir(f"{root}/{SPECS_DIR}", recursive=True)
+    body = spec.model_copy(update={"storage": storage}).model_dump_json(by_alias=True, indent=1)
+    with fs.open_output_stream(f"{root}/{SPECS_DIR}/{spec.name}.json") as out:
+        out.write(body.encode())
+
+
+def load_saved_spec(storage: str, name: str | None = None) -> SweepSpec:
+    """The spec a sweep under ``storage`` was started with (the only one, or the one called ``name``)."""
+    fs, root = resolve(storage)
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{SPECS_DIR}", allow_not_found=True))
+    names = sorted(i.base_name.removesuffix(".json") for i in infos if i.base_name.endswith(".json"))
+    if not names:
+        raise SpecError(f"no sweep was started under {storage} (no {SPECS_DIR}/*.json there)")
+    if name is None and len(names) > 1:
+        raise SpecError(f"several sweeps under {storage}; pick one with --name: {', '.join(names)}")
+    chosen = name or names[0]
+    if chosen not in names:
+        raise SpecError(f"--name: no sweep {chosen!r} under {storage}; allowed: {', '.join(names)}")
+    with fs.open_input_stream(f"{root}/{SPECS_DIR}/{chosen}.json") as f:
+        return parse_spec(json.loads(f.read()), f"{storage}/{SPECS_DIR}/{chosen}.json")
 
 
 def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.TrialScheduler:
@@ -142,7 +185,9 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
     trials = [replace(t, train_size=domains[t.domain].plugin.train_size(prepared[t.domain], t.fraction, t.family))
               for t in trials]
 
-    init_ray(num_cpus)
+    local_ray = init_ray(num_cpus)
+    trials = fit_to_cluster(trials, local_ray)
+    save_spec(spec, storage)
     refs = {name: ray.put(p) for name, p in prepared.items()}
     trainable = tune.with_resources(tune.with_parameters(run_trial, prepared_refs=refs), trial_resources)
     local = local_dir_of(storage)

@@ -132,11 +132,40 @@ class EarlyStopping(_Strict):
         return self
 
 
+class ResourceRule(_Strict):
+    """Resources for trials from a model size upwards: the widest rule whose ``min_width`` fits applies."""
+
+    min_width: int = Field(ge=1)
+    cpu: float | None = Field(None, gt=0)
+    gpu: float | None = Field(None, ge=0)
+
+
 class Resources(_Strict):
-    """What one trial asks Ray for."""
+    """What one trial asks Ray for, by model width.
+
+    Fractional ``gpu`` packs several small models on one GPU; ``rules`` give larger widths whole GPUs (and more
+    CPUs for their data loaders). On a cluster without GPUs the GPU requests are dropped, so one spec runs on
+    a laptop and on a GPU cluster unchanged.
+    """
 
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    rules: list[ResourceRule] = Field(default_factory=list)
+
+    @field_validator("gpu")
+    @classmethod
+    def _packable(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"more than one GPU must be a whole number, got {v}")
+        return v
+
+    def for_width(self, width: int) -> dict[str, float]:
+        """The request of a trial of this width."""
+        request = {"cpu": self.cpu, "gpu": self.gpu}
+        for rule in sorted(self.rules, key=lambda r: r.min_width):
+            if width >= rule.min_width:
+                request.update(rule.model_dump(include={"cpu", "gpu"}, exclude_none=True))
+        return request
 
 
 class TrialStopping(_Strict):

@@ -123,3 +123,17 @@ def test_load_spec_reports_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("name: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(tmp_path / "b.yaml")
+
+
+def test_resources_follow_model_width() -> None:
+    data = copy.deepcopy(BASE)
+    data["domains"]["lm"]["widths"] = [16, 512, 4096]
+    data["domains"]["lm"]["resources"] = {"cpu": 1, "gpu": 0.25, "rules": [
+        {"min_width": 512, "gpu": 1, "cpu": 4}, {"min_width": 4096, "gpu": 4, "cpu": 16}]}
+    spec = parse_spec(data)
+    by_width = {t.width: (t.resources, t.threads) for t in plan_trials(spec, resolve_domains(spec))}
+    assert by_width[16] == ({"cpu": 1, "gpu": 0.25}, 1)  # four small models share a GPU
+    assert by_width[512] == ({"cpu": 4, "gpu": 1}, 4)
+    assert by_width[4096] == ({"cpu": 16, "gpu": 4}, 16)
+    with pytest.raises(SpecError, match="more than one GPU must be a whole number"):
+        parse_spec(spec_with("domains.lm.resources", {"gpu": 1.5}))

@@ -18,7 +18,7 @@ import yaml
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
 from fitting.store import ResultsStore
 from orchestrator.plan import plan_trials, resolve_domains
-from orchestrator.runner import run_sweep
+from orchestrator.runner import load_saved_spec, run_sweep
 from orchestrator.spec import parse_spec
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,15 @@ def test_sweep_records_every_trial_including_diverged(corpus_dir: Path, ray_sess
     assert len(stored(tmp_path)) == 12
 
 
+def test_gpu_requests_run_on_cpu_when_the_local_machine_has_no_gpu(corpus_dir: Path, ray_session: None,
+                                                                 tmp_path: Path) -> None:
+    data = spec_data(corpus_dir, tmp_path, "gpu-spec", shards=[1.0], widths=[8, 16],
+                     resources={"cpu": 1, "gpu": 0.5, "rules": [{"min_width": 16, "gpu": 1, "cpu": 1}]},
+                     early_stopping={"grace_period": 10, "max_steps": 10, "eval_every": 10, "patience": None})
+    outcome = run_sweep(parse_spec(data), progress=False)
+    assert outcome.ran == 2 and {r["status"] for r in stored(tmp_path)} == {"completed"}
+
+
 def test_trial_killed_mid_run_resumes_from_its_checkpoint(corpus_dir: Path, ray_session: None,
                                                           fail_once_dir: Path, tmp_path: Path) -> None:
     data = spec_data(corpus_dir, tmp_path, "retry", shards=[1.0], widths=[8],
@@ -125,7 +134,9 @@ def test_interrupted_sweep_resumes_with_exactly_one_row_per_trial(corpus_dir: Pa
     before = len(list(results.glob("*.parquet")))
     assert 4 <= before < len(planned)
 
-    outcome = run_sweep(spec, progress=False)
+    saved = load_saved_spec(str(tmp_path / "storage"))  # what `scaling-sweep resume STORAGE` runs
+    assert saved.model_dump(exclude={"storage"}) == spec.model_dump(exclude={"storage"})
+    outcome = run_sweep(saved, progress=False)
     rows = stored(tmp_path / "storage")
     keys = [r["trial_key"] for r in rows]
     assert len(keys) == len(set(keys)) == len(planned)
