@@ -10,6 +10,8 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from orchestrator.recorder import trial_status
+
 
 class ProgressDisplay(Callback):
     """Prints per-domain trial counts when they change (at most every ``every`` seconds) and at the end."""
@@ -27,12 +29,7 @@ class ProgressDisplay(Callback):
         return trial.config["trial"]["domain"]
 
     def record_outcome(self, trial: Trial, result: dict[str, Any] | None, errored: bool = False) -> None:
-        if errored:
-            outcome = "errored"
-        elif result and result.get("final"):
-            outcome = "diverged" if result.get("stop_reason") == "diverged" else "completed"
-        else:
-            outcome = "stopped"
+        outcome = "errored" if errored else trial_status(result)[0]
         self._outcomes.setdefault(self._domain(trial), Counter())[outcome] += 1
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -54,6 +54,19 @@ def _error_text(trial: Trial) -> str:
     return lines[-1][:2000] if lines else "trial failed (no error file)"
 
 
+def trial_status(last_result: dict[str, Any] | None) -> tuple[str, str]:
+    """(status, stop reason) of a trial that ended normally, from its last reported result.
+
+    The trial marks its own last report ``final`` (patience, max_steps, diverged); a trial that ended
+    without one was stopped by the scheduler."""
+    if not last_result:
+        return "errored", "no result reported"
+    if last_result.get("final"):
+        reason = last_result["stop_reason"]
+        return ("diverged" if reason == "diverged" else "completed"), reason
+    return "stopped", "asha"
+
+
 class ResultsRecorder(Callback):
     """Buffers per-iteration results and writes the trial's row and history when it finishes."""
 
@@ -87,13 +100,7 @@ class ResultsRecorder(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         last = self._last.get(trial.trial_id)
-        if last is None:
-            self._write(trial, "errored", "no result reported", None)
-        elif last.get("final"):
-            reason = last["stop_reason"]
-            self._write(trial, "diverged" if reason == "diverged" else "completed", reason, last)
-        else:
-            self._write(trial, "stopped", "asha", last)
+        self._write(trial, *trial_status(last), last)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._write(trial, "errored", "error", self._last.get(trial.trial_id), error=_error_text(trial))

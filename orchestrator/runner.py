@@ -22,6 +22,7 @@ import ray
 from ray import tune
 
 from fitting.store import ResultsStore, resolve
+from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.group_asha import GroupedASHAScheduler
 from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
 from orchestrator.progress import ProgressDisplay
@@ -199,7 +200,7 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
         return str(local / TUNE_DIR / name / ASHA_STATE) if local else None
 
     def callbacks(total: int) -> list[Any]:
-        cbs: list[Any] = [ResultsRecorder(storage)]
+        cbs: list[Any] = [ResultsRecorder(storage), DashboardMetrics()]
         if progress:
             cbs.append(ProgressDisplay(total))
         return cbs

@@ -21,13 +21,16 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.util.metrics import Gauge
 
 from domains.base import TrialSetup
 from domains.registry import get_domain
+from orchestrator.dashboard_metrics import samples_per_second_gauge
 
 STATE_FILE = "trial_state.pt"
 FAIL_ONCE_ENV = "SCALING_SWEEP_FAIL_ONCE_DIR"  # tests only: see _maybe_fail_once
 
+_throughput: Gauge | None = None  # one per worker process, reused across trials
 _prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
 
 
@@ -54,6 +57,14 @@ def _maybe_fail_once(trial_key: str) -> None:
     if armed.exists():
         armed.rename(armed.with_suffix(".failed"))
         os._exit(1)
+
+
+def _report_throughput(plan: Mapping[str, Any], samples_per_second: float) -> None:
+    global _throughput
+    if _throughput is None:
+        _throughput = samples_per_second_gauge()
+    _throughput.set(samples_per_second, tags={"domain": plan["domain"], "family": plan["family"],
+                                              "width": str(plan["width"])})
 
 
 def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
@@ -83,7 +94,9 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
 
     while True:
         chunk = min(stop["eval_every"], stop["max_steps"] - state["steps"])
+        tick = time.monotonic()
         stats = task.train(chunk)
+        _report_throughput(plan, stats.samples / max(time.monotonic() - tick, 1e-9))
         state["steps"] += stats.steps
         state["samples"] += stats.samples
         state["iteration"] += 1
