@@ -63,6 +63,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _print_fits(storage: str, as_json: bool, n_boot: int, domain: str | None = None,
                 metric: str | None = None, form: str = "auto") -> int:
+    import pyarrow.compute as pc
+
     from fitting.curves import fit_store
     from fitting.report import format_table, to_json
     from fitting.store import ResultsStore
@@ -72,7 +74,7 @@ def _print_fits(storage: str, as_json: bool, n_boot: int, domain: str | None = N
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if domain is not None:
-        table = table.filter(table["domain"] == domain)
+        table = table.filter(pc.equal(table["domain"], domain))
     if table.num_rows == 0:
         print(f"no trials stored under {storage}/results" + (f" for domain {domain!r}" if domain else ""),
               file=sys.stderr)
@@ -133,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="learning-curve form: pure power law, with floor, or chosen by the data")
     sp.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the intervals")
     sp.set_defaults(func=cmd_fit)
+
+    from fitting.service.server import add_arguments, serve_from_args
+
+    sp = sub.add_parser("serve", help="serve live fits of a results store over HTTP (GET /curves/<domain>)")
+    add_arguments(sp)
+    sp.set_defaults(func=serve_from_args)
 
     sp = sub.add_parser("domains", help="list installed domain plugins")
     sp.set_defaults(func=cmd_domains)

@@ -32,7 +32,7 @@ def test_fit_prints_table_and_json_with_reference_exponents(tmp_path: Path) -> N
     assert "β_g [95% CI]" in header and "paper β_g" in header and "β_p" in header
     assert row.split()[:3] == ["lm", "word", "val_loss"] and "-0.066" in row  # the paper's word-LM exponent
 
-    out = cli("fit", str(tmp_path), "--json", "--bootstrap", "100", "--form", "power")
+    out = cli("fit", str(tmp_path), "--json", "--bootstrap", "100", "--form", "power", "--domain", "lm")
     assert out.returncode == 0, out.stderr
     word = json.loads(out.stdout)["lm"]["word"]
     assert abs(word["beta_g"] - (-0.3)) < 0.03  # the synthetic sweep's true exponent
@@ -43,6 +43,7 @@ def test_fit_prints_table_and_json_with_reference_exponents(tmp_path: Path) -> N
 
 
 def test_fit_on_an_empty_store_and_a_bad_spec_fail_clearly(tmp_path: Path) -> None:
+    assert cli("fit", str(tmp_path), "--domain", "nope").returncode == 1
     empty = cli("fit", str(tmp_path))
     assert empty.returncode == 1 and "no trials stored" in empty.stderr
     spec = tmp_path / "s.yaml"
@@ -54,6 +55,6 @@ def test_fit_on_an_empty_store_and_a_bad_spec_fail_clearly(tmp_path: Path) -> No
 
 
 def test_help_everywhere() -> None:
-    for command in ([], ["plan"], ["run"], ["quickstart"], ["fit"], ["domains"]):
+    for command in ([], ["plan"], ["run"], ["resume"], ["quickstart"], ["fit"], ["serve"], ["domains"]):
         out = cli(*command, "--help")
         assert out.returncode == 0 and "usage: scaling-sweep" in out.stdout
