@@ -1,0 +1,3 @@
+from domains.image.domain import ImageDomain
+
+__all__ = ["ImageDomain"]

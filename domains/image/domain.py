@@ -1,0 +1,289 @@
+"""The image-classification domain (Hestness et al. 2017, ImageNet): ResNets scaled by width or by depth.
+
+Learning curves are top-1 error (primary) and top-5 error, against the number of training images.
+``train`` names an ImageFolder tree, an ``.npz`` / ``.parquet`` array file, or ``builtin:digits`` —
+scikit-learn's 1,797 real 8×8 handwritten digits (10 classes), written once into the cache as an ``.npz``
+so the quickstart and the tests read them through the same array loader as any small data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
+from domains.image.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MIN_TRAIN_IMAGES,
+    ImageData,
+    ImageSplit,
+    channel_stats,
+    class_balanced_permutation,
+    iter_stamps,
+    load_image_data,
+    read_folder_split,
+    read_npz,
+    read_parquet,
+    resize_split,
+    save_image_data,
+    scan_folder,
+    stratified_take,
+)
+from domains.image.loaders import ArrayBatches, FolderBatches, FolderEval, array_eval_batches
+from domains.image.models import build_model
+from domains.image.task import HPARAM_DEFAULTS, ImageHParams, ImageTask
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when decoding, splitting or the cached layout changes
+BUILTIN_DIGITS = "builtin:digits"
+DIGITS_FILE = "digits.npz"
+ARRAY_SUFFIXES = (".npz", ".parquet")
+VALID_SEED_SALT = 0x5EED  # the held-out draw uses its own stream, independent of the shard order
+
+
+class ImageSource(BaseModel):
+    """The spec's ``data`` section for ``image``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train: str  # ImageFolder root (<root>/<class>/<image>), a .npz or .parquet file, or "builtin:digits"
+    valid: str | None = None  # same forms; None = a class-stratified ``valid_fraction`` of train held out
+    valid_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    image_size: int | None = Field(None, ge=4)  # network input side; None: arrays' own size, 224 for folders
+    resize: int | None = Field(None, ge=4)  # folders' validation resize before center crop; None: size/0.875
+    min_scale: float = Field(0.08, gt=0.0, le=1.0)  # folders' RandomResizedCrop smallest area fraction
+    crop_padding: int | None = Field(None, ge=0)  # arrays' pad-and-crop; None: image_size // 8
+    hflip: bool = True  # random horizontal flips in training (turn off for digits and text)
+    shuffle_seed: int = 0  # the one class-balanced order every nested shard is a prefix of
+    max_images: int | None = Field(None, ge=MIN_TRAIN_IMAGES)  # keep a class-balanced subset of train
+    max_valid: int | None = Field(None, ge=1)  # class-balanced cap on validation images (speed)
+    check: Literal["decode", "header", "none"] = "decode"  # prepare-time check of every image file
+    check_workers: int | None = Field(None, ge=1)  # processes for that check; None: all CPUs
+    workers: int | None = Field(None, ge=0)  # DataLoader workers per trial (folders); None: trial's CPUs
+
+
+class ImageDomain(Domain):
+    """Top-1 / top-5 error learning curves of width- and depth-scaled ResNets on nested, class-balanced shards."""
+
+    name: ClassVar[str] = "image"
+    size_unit: ClassVar[str] = "images"
+    families: ClassVar[Mapping[str, FamilyInfo]] = {
+        "resnet": FamilyInfo(
+            metric="val_top1_err",
+            metrics={"val_top1_err": "top-1 error", "val_top5_err": "top-5 error (more than 5 classes only)",
+                     "val_xent": "nats/image"},
+            width_meaning="channels of the first stage (64 = standard ResNet; stages have 1, 2, 4, 8x)",
+            description="ResNet (torchvision blocks) scaled by width; depth set by the 'depth' hyperparameter"),
+        "resnet_depth": FamilyInfo(
+            metric="val_top1_err",
+            metrics={"val_top1_err": "top-1 error", "val_top5_err": "top-5 error (more than 5 classes only)",
+                     "val_xent": "nats/image"},
+            width_meaning="residual blocks per stage n (BasicBlock, depth 8n+2: 1 = ResNet-10, 2 = ResNet-18)",
+            description="ResNet scaled by depth; first-stage channels set by the 'channels' hyperparameter"),
+    }
+    source_model: ClassVar[type[BaseModel]] = ImageSource
+
+    def hparam_defaults(self, family: str) -> dict[str, Any]:
+        self.family(family)
+        return dict(HPARAM_DEFAULTS[family])
+
+    def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> ImageData:
+        """Read (and for folders, check every image) once; cached in ``cache_dir/<key>/``, where the key covers
+        the settings and the name, size and mtime of every input file."""
+        src = source if isinstance(source, ImageSource) else ImageSource.model_validate(
+            source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        cache_dir = Path(cache_dir)
+        if src.train == BUILTIN_DIGITS:
+            src = src.model_copy(update={"train": str(write_digits(cache_dir / "builtin-digits"))})
+        train_path = Path(os.path.expanduser(src.train))
+        valid_path = Path(os.path.expanduser(src.valid)) if src.valid is not None else None
+        if _is_array_file(train_path):
+            return self._prepare_arrays(src, train_path, valid_path, cache_dir)
+        return self._prepare_folders(src, train_path, valid_path, cache_dir)
+
+    def _prepare_arrays(self, src: ImageSource, train_path: Path, valid_path: Path | None,
+                        cache_dir: Path) -> ImageData:
+        if not train_path.is_file():
+            raise DataSourceError(f"image train data: file {str(train_path)!r} does not exist")
+        if valid_path is not None and not (valid_path.is_file() and _is_array_file(valid_path)):
+            raise DataSourceError(f"image valid data: {str(valid_path)!r} is not an existing .npz/.parquet file "
+                                  "(an array train set needs an array valid set)")
+        files = [train_path] + ([valid_path] if valid_path else [])
+        key = _cache_key(src, [_stamp(p) for p in files])
+        folder = cache_dir / key
+        cached = load_image_data(folder)
+        if cached is not None:
+            return _report_skipped(cached)
+        splits, classes, skipped = _read_arrays(train_path, src.image_size)
+        if valid_path is not None:
+            vsplits, _, vskipped = _read_arrays(valid_path, src.image_size)
+            splits["valid"], skipped = vsplits["train"], skipped + vskipped
+        train = splits["train"]
+        side = src.image_size or train.images.shape[1]
+        if train.images.shape[1] != train.images.shape[2] or src.image_size:
+            train = resize_split(train, side)
+        valid = resize_split(splits["valid"], side) if "valid" in splits else None
+        if valid is not None and valid.images.shape[-1] != train.images.shape[-1]:
+            raise DataSourceError(f"image data: train images have {train.images.shape[-1]} channels, valid "
+                                  f"images {valid.images.shape[-1]}")
+        n_classes = int(max(train.labels.max(), -1 if valid is None else valid.labels.max())) + 1
+        classes = classes or [str(i) for i in range(n_classes)]
+        if len(classes) < n_classes:
+            raise DataSourceError(f"image data: labels reach {n_classes - 1} but only {len(classes)} class names")
+        train, valid, order = _split_and_order(src, train, valid)
+        mean, std = channel_stats(train.images)
+        data = ImageData(train=train, valid=valid, permutation=order, classes=tuple(classes),
+                         image_size=side, channels=int(train.images.shape[-1]), mean=mean, std=std,
+                         crop_padding=src.crop_padding if src.crop_padding is not None else side // 8,
+                         hflip=src.hflip, skipped=tuple(skipped), key=key)
+        save_image_data(data, folder)
+        return data
+
+    def _prepare_folders(self, src: ImageSource, train_path: Path, valid_path: Path | None,
+                         cache_dir: Path) -> ImageData:
+        classes, train_files = scan_folder(train_path, "train")
+        valid_files: list[tuple[str, int, int, int]] = []
+        if valid_path is not None:
+            _, valid_files = scan_folder(valid_path, "valid", classes)
+        digest = hashlib.sha256()
+        for line in iter_stamps(train_files):
+            digest.update(line.encode())
+        digest.update(b"\1valid\1")
+        for line in iter_stamps(valid_files):
+            digest.update(line.encode())
+        roots = [str(train_path.resolve()), str(valid_path.resolve()) if valid_path else None]
+        key = _cache_key(src, [roots, digest.hexdigest()])
+        folder = cache_dir / key
+        cached = load_image_data(folder)
+        if cached is not None:
+            return _report_skipped(cached)
+        train, skipped = read_folder_split(train_path, "train", train_files, src.check, src.check_workers)
+        valid = None
+        if valid_path is not None:
+            valid, vskipped = read_folder_split(valid_path, "valid", valid_files, src.check, src.check_workers)
+            skipped += vskipped
+        if skipped:
+            log.warning("image data: %d unreadable image(s) left out (listed above)", len(skipped))
+        train, valid, order = _split_and_order(src, train, valid)
+        side = src.image_size or 224
+        data = ImageData(train=train, valid=valid, permutation=order, classes=tuple(classes),
+                         image_size=side, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                         resize=src.resize or round(side / 0.875), min_scale=src.min_scale, hflip=src.hflip,
+                         skipped=tuple(skipped), key=key)
+        save_image_data(data, folder)
+        return data
+
+    def train_size(self, prepared: ImageData, fraction: float, family: str) -> float:
+        self.family(family)
+        return float(len(prepared.shard_rows(fraction)))
+
+    def build_task(self, prepared: ImageData, setup: TrialSetup, *, channels_last: bool | None = None,
+                   amp: bool | None = None, workers: int | None = None) -> ImageTask:
+        """The trial's task. ``channels_last``/``amp`` default to on for CUDA, off for CPU; ``workers`` (folders
+        only) defaults to the trial's CPUs. The batch is capped at the shard size (no repeats in a batch)."""
+        self.family(setup.family)
+        hp = ImageHParams.resolve(setup.family, setup.hparams)
+        torch.manual_seed(setup.seed)
+        torch.set_num_threads(setup.threads)
+        device = torch.device(setup.device)
+        model = build_model(setup.family, setup.width, prepared.num_classes, in_channels=prepared.channels,
+                            image_size=prepared.image_size, depth=hp.depth, channels=hp.channels)
+        rows = prepared.shard_rows(setup.fraction)
+        batch = min(hp.batch_size, len(rows))
+        if prepared.in_memory:
+            batches: ArrayBatches | FolderBatches = ArrayBatches(prepared, rows, batch, setup.seed, hp.augment,
+                                                                 device)
+            valid: Any = list(array_eval_batches(prepared.valid, device))
+        else:
+            n_workers = max(0, setup.threads if workers is None else workers)
+            batches = FolderBatches(prepared, rows, batch, setup.seed, hp.augment, device, n_workers)
+            valid = FolderEval(prepared, device, n_workers)
+        return ImageTask(model, batches, valid, hp, num_classes=prepared.num_classes, mean=prepared.mean,
+                         std=prepared.std, device=setup.device, channels_last=channels_last, amp=amp)
+
+
+def write_digits(folder: Path) -> Path:
+    """scikit-learn's handwritten digits as ``digits.npz`` (images (1797, 8, 8) uint8 0..255, labels, classes).
+
+    Written once (atomically); scikit-learn ships the data, so nothing is downloaded.
+    """
+    path = folder / DIGITS_FILE
+    if path.is_file():
+        return path
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataSourceError("builtin:digits needs scikit-learn (pip install scikit-learn)") from None
+    digits = load_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # pixel values 0..16 in the source
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{DIGITS_FILE}.{os.getpid()}.npz"
+    np.savez(tmp, images=images, labels=digits.target.astype(np.int64),
+             classes=np.array([str(c) for c in digits.target_names]))
+    os.replace(tmp, path)
+    return path
+
+
+def _report_skipped(cached: ImageData) -> ImageData:
+    """A cache hit still names the images it leaves out, so every run's log says what is missing."""
+    for line in cached.skipped:
+        log.warning("image data: skipped unreadable image %s (found when the cache was built)", line)
+    return cached
+
+
+def _is_array_file(path: Path) -> bool:
+    return path.suffix.lower() in ARRAY_SUFFIXES
+
+
+def _read_arrays(path: Path, image_size: int | None) -> tuple[dict[str, ImageSplit], list[str] | None, list[str]]:
+    if path.suffix.lower() == ".npz":
+        splits, classes = read_npz(path)
+        return splits, classes, []
+    split, skipped = read_parquet(path, image_size)
+    return {"train": split}, None, skipped
+
+
+def _split_and_order(src: ImageSource, train: ImageSplit,
+                     valid: ImageSplit | None) -> tuple[ImageSplit, ImageSplit, np.ndarray]:
+    """(train, valid, shard order): a stratified validation split held out when none is given, ``max_valid``
+    and ``max_images`` applied, and the class-balanced order every nested shard is a prefix of."""
+    if valid is None:
+        n_valid = min(len(train) - 1, max(1, round(src.valid_fraction * len(train))))
+        taken, rest = stratified_take(train.labels, n_valid, src.shuffle_seed + VALID_SEED_SALT)
+        train, valid = train.subset(rest), train.subset(taken)
+    if src.max_valid is not None and src.max_valid < len(valid):
+        valid = valid.subset(stratified_take(valid.labels, src.max_valid, src.shuffle_seed)[0])
+    if len(train) < MIN_TRAIN_IMAGES or len(valid) < 1:
+        raise DataSourceError(f"image data: {len(train)} training and {len(valid)} validation images left; "
+                              f"at least {MIN_TRAIN_IMAGES} and 1 are needed")
+    order = class_balanced_permutation(train.labels, src.shuffle_seed)
+    if src.max_images is not None and src.max_images < len(train):
+        # Keep the first max_images of the shard order, in that order: the subset's shards are exactly the
+        # full set's small shards.
+        kept = order[:src.max_images]
+        in_file_order = np.argsort(kept, kind="stable")
+        train, order = train.subset(kept[in_file_order]), np.argsort(in_file_order, kind="stable")
+    return train, valid, order.astype(np.int64)
+
+
+def _stamp(path: Path) -> list[Any]:
+    st = os.stat(path)
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _cache_key(src: ImageSource, stamps: list[Any]) -> str:
+    """Hash of the settings plus the input files' stamps (worker counts do not change the data)."""
+    settings = src.model_dump(mode="json", exclude={"workers", "check_workers"})
+    blob = json.dumps({"version": CACHE_VERSION, "source": settings, "files": stamps}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
