@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -42,13 +43,26 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # every port chosen free: Ray's defaults collide with any other Ray on the machine
     ports = [f"--{name}={_free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                      "metrics-export-port", "runtime-env-agent-port")]
-    subprocess.run([RAY, "start", "--head", *ports, f"--dashboard-port={dashboard}", "--num-cpus=2",
-                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
-                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    # --block in a process group of its own: teardown kills exactly this cluster (`ray stop` would kill every
+    # Ray on the machine, the test session's own included)
+    proc = subprocess.Popen([RAY, "start", "--head", "--block", *ports, f"--dashboard-port={dashboard}",
+                             "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                             f"--temp-dir={temp}", "--disable-usage-stats"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 180
+    while job(address, "list").returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "ray start --head failed"
+        time.sleep(1)
     try:
-        yield f"http://127.0.0.1:{dashboard}"
+        yield address
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def job(address: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
