@@ -24,8 +24,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -37,6 +35,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from domains.base import DataSourceError
+from domains.cache import atomic_folder
 from domains.shards import shard_count
 
 log = logging.getLogger(__name__)
@@ -361,9 +360,7 @@ _SPLIT_FIELDS = ("labels", "images", "paths")
 
 def save_image_data(data: ImageData, folder: Path) -> None:
     """Write ``data`` as ``arrays.npz`` + ``meta.json`` atomically (a temp folder renamed into place)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder, "meta.json") as tmp:
         arrays = {"permutation": data.permutation}
         for split in ("train", "valid"):
             s = getattr(data, split)
@@ -373,13 +370,6 @@ def save_image_data(data: ImageData, folder: Path) -> None:
                                               "min_scale", "crop_padding", "hflip", "skipped", "key")}
         meta["roots"] = {"train": data.train.root, "valid": data.valid.root}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "meta.json").is_file():  # not a concurrent writer that won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_image_data(folder: Path) -> ImageData | None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from domains.base import DataSourceError
+from domains.cache import atomic_folder
 from domains.shards import shard_count, shard_permutation
 
 UNK, EOS = "<unk>", "</s>"
@@ -243,19 +242,10 @@ _ARRAYS = ("word_ids", "word_offsets", "char_ids", "char_offsets", "valid_word_i
 
 def save_lm_data(data: LMData, folder: Path) -> None:
     """Write ``data`` as ``arrays.npz`` + ``vocab.json`` atomically (a temp folder renamed into place)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder, "vocab.json") as tmp:
         np.savez(tmp / "arrays.npz", **{name: getattr(data, name) for name in _ARRAYS})
         vocab = {"key": data.key, "words": data.words, "chars": data.chars}
         (tmp / "vocab.json").write_text(json.dumps(vocab))
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "vocab.json").is_file():  # not a concurrent writer that won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_lm_data(folder: Path) -> LMData | None:
