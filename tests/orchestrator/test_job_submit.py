@@ -30,8 +30,10 @@ TOKEN = secrets.token_hex(16)
 
 
 def cluster_env() -> dict[str, str]:
+    """Like a cluster node: the project's environment on PATH (CI runs pytest without activating the venv)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 
 
 @pytest.fixture(scope="module")
