@@ -1,0 +1,3 @@
+from domains.nmt.domain import NMTDomain
+
+__all__ = ["NMTDomain"]
