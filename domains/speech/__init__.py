@@ -1,0 +1,3 @@
+from domains.speech.domain import SpeechDomain
+
+__all__ = ["SpeechDomain"]
