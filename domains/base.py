@@ -111,6 +111,12 @@ class Domain(abc.ABC):
     def build_task(self, prepared: Any, setup: TrialSetup) -> Task:
         """Build the model and optimizer for one trial on its shard; deterministic given ``setup.seed``."""
 
+    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Raise ValueError for a value this family cannot train with (wrong type, out of range).
+
+        Called for every planned configuration before Ray starts, so a bad value fails the whole sweep up
+        front instead of failing each of its trials. The default accepts everything."""
+
     def unit_for(self, family: str) -> str:
         """The training-size unit of a family's learning curve."""
         return self.family(family).size_unit or self.size_unit

@@ -147,8 +147,12 @@ def _expand_hparams(space: Mapping[str, Any], samples: int, rng: random.Random) 
 
 
 def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[TrialPlan]:
-    """Every (domain × family × shard × width × configuration × seed) trial of the sweep."""
+    """Every (domain × family × shard × width × configuration × seed) trial of the sweep.
+
+    Each distinct configuration is checked by its domain first: a value no trial could train with fails the
+    plan (naming domain, family and hyperparameter), not hundreds of trials later."""
     trials: list[TrialPlan] = []
+    problems: dict[str, None] = {}  # ordered set: one line per distinct problem
     for name, rd in domains.items():
         dspec, plugin = rd.spec, rd.plugin
         es = dspec.early_stopping
@@ -163,6 +167,11 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                 threads = max(1, int(resources["cpu"]))
                 for hp in configs:
                     hparams = {**defaults, **hp}
+                    try:
+                        plugin.check_hparams(family, hparams)
+                    except (ValueError, TypeError) as exc:
+                        problems[f"  domains.{name}.hparams ({family}): {exc}"] = None
+                        continue
                     for fraction in dspec.fractions():
                         config_key = _digest([spec.name, name, family, fraction, width, hparams])
                         for seed in range(spec.seed, spec.seed + dspec.seeds):
@@ -173,6 +182,8 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                                 metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
                                 stopping=dspec.stopping_for(family), threads=threads,
                                 resources=resources))
+    if problems:
+        raise SpecError(f"invalid sweep spec {spec.name!r}:\n" + "\n".join(problems))
     return trials
 
 

@@ -98,6 +98,9 @@ class ImageDomain(Domain):
         self.family(family)
         return dict(HPARAM_DEFAULTS[family])
 
+    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
+        ImageHParams.resolve(family, hparams)
+
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> ImageData:
         """Read (and for folders, check every image) once; cached in ``cache_dir/<key>/``, where the key covers
         the settings and the name, size and mtime of every input file."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from domains.base import Task, TrainStats
+from domains.hparams import resolve_hparams
 from domains.image.loaders import ArrayBatches, Batch, FolderBatches
 from domains.image.models import ScaledResNet, count_parameters, depth_layout
 
@@ -49,22 +50,7 @@ class ImageHParams:
     @classmethod
     def resolve(cls, family: str, given: Mapping[str, Any]) -> ImageHParams:
         """Defaults of ``family`` overridden by ``given``; unknown names and bad values raise ValueError."""
-        defaults = HPARAM_DEFAULTS[family]
-        unknown = set(given) - set(defaults)
-        if unknown:
-            raise ValueError(f"unknown image hyperparameters {sorted(unknown)}; known: {sorted(defaults)}")
-        merged = {**defaults, **given}
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in merged:
-                continue
-            value, kind = merged[f.name], type(defaults[f.name])
-            if kind is int and (isinstance(value, bool) or not float(value).is_integer()):
-                raise ValueError(f"image hyperparameter {f.name} must be an integer, got {value!r}")
-            if kind is bool and not isinstance(value, bool):
-                raise ValueError(f"image hyperparameter {f.name} must be true or false, got {value!r}")
-            values[f.name] = kind(value)
-        hp = cls(**values)
+        hp = resolve_hparams(cls, f"image {family}", HPARAM_DEFAULTS[family], given)
         if hp.optimizer not in ("sgd", "adam", "adamw"):
             raise ValueError(f"image optimizer must be 'sgd', 'adam' or 'adamw', got {hp.optimizer!r}")
         if hp.batch_size < 1 or hp.lr <= 0 or hp.channels < 1 or not 0 <= hp.label_smoothing < 1:

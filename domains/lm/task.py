@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from domains.base import Task, TrainStats
+from domains.hparams import resolve_hparams
 from domains.lm.models import RecurrentLM, count_parameters
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
@@ -53,18 +54,7 @@ class LMHParams:
     @classmethod
     def resolve(cls, family: str, given: Mapping[str, Any]) -> LMHParams:
         """Defaults of ``family`` overridden by ``given``; unknown names and bad values raise ValueError."""
-        unknown = set(given) - set(HPARAM_DEFAULTS[family])
-        if unknown:
-            raise ValueError(f"unknown LM hyperparameters {sorted(unknown)}; "
-                             f"known: {sorted(HPARAM_DEFAULTS[family])}")
-        merged = {**HPARAM_DEFAULTS[family], **given}
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value, kind = merged[f.name], type(HPARAM_DEFAULTS[family][f.name])
-            if kind is int and (isinstance(value, bool) or not float(value).is_integer()):
-                raise ValueError(f"LM hyperparameter {f.name} must be an integer, got {value!r}")
-            values[f.name] = kind(value)
-        hp = cls(**values)
+        hp = resolve_hparams(cls, f"LM {family}", HPARAM_DEFAULTS[family], given)
         if hp.optimizer not in ("adam", "sgd"):
             raise ValueError(f"LM optimizer must be 'adam' or 'sgd', got {hp.optimizer!r}")
         if hp.batch_size < 1 or hp.bptt < 1 or hp.layers < 1 or hp.lr <= 0 or not 0 <= hp.dropout < 1:

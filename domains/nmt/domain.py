@@ -86,6 +86,9 @@ class NMTDomain(Domain):
         self.family(family)
         return dict(HPARAM_DEFAULTS[family])
 
+    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
+        NMTHParams.resolve(family, hparams)
+
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> NMTData:
         """Read, check and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and
         the name, size and mtime of every input file (edited data is re-read, unchanged data never is)."""

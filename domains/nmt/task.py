@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ import sacrebleu
 import torch
 
 from domains.base import Task, TrainStats
+from domains.hparams import resolve_hparams
 from domains.nmt.data import BOS_ID, EOS_ID, PAD_ID, NMTData, Split, gather_sentences
 from domains.nmt.models import Seq2Seq, count_parameters, token_loss
 
@@ -69,20 +70,7 @@ class NMTHParams:
     @classmethod
     def resolve(cls, family: str, given: Mapping[str, Any]) -> NMTHParams:
         """Defaults of ``family`` overridden by ``given``; unknown names and bad values raise ValueError."""
-        defaults = HPARAM_DEFAULTS[family]
-        unknown = set(given) - set(defaults)
-        if unknown:
-            raise ValueError(f"unknown NMT {family} hyperparameters {sorted(unknown)}; known: {sorted(defaults)}")
-        merged = {**defaults, **given}
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in merged:
-                continue
-            value, kind = merged[f.name], type(defaults[f.name])
-            if kind is int and (isinstance(value, bool) or not float(value).is_integer()):
-                raise ValueError(f"NMT hyperparameter {f.name} must be an integer, got {value!r}")
-            values[f.name] = kind(value)
-        hp = cls(**values)
+        hp = resolve_hparams(cls, f"NMT {family}", HPARAM_DEFAULTS[family], given)
         if hp.optimizer not in ("adam", "sgd"):
             raise ValueError(f"NMT optimizer must be 'adam' or 'sgd', got {hp.optimizer!r}")
         if (hp.batch_size < 1 or hp.layers < 1 or hp.lr <= 0 or hp.warmup_steps < 0 or not 0 <= hp.dropout < 1

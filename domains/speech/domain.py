@@ -98,6 +98,9 @@ class SpeechDomain(Domain):
         self.family(family)
         return HPARAMS[family].defaults()
 
+    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
+        HPARAMS[family].resolve(hparams)
+
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> SpeechData:
         """List, read and featurize once; cached in ``cache_dir/<key>/`` where the key covers the feature
         settings and the path, size and mtime of every transcript, manifest and audio file."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from domains.base import Task, TrainStats
+from domains.hparams import resolve_hparams
 from domains.speech.data import SpeechData
 from domains.speech.models import AttentionEncoderDecoder, DeepSpeech2, count_parameters, guided_attention_loss
 from domains.speech.text import BLANK, ctc_greedy, decode, error_counts
@@ -57,19 +58,7 @@ class SpeechHParams:
     @classmethod
     def resolve(cls, given: Mapping[str, Any]) -> SpeechHParams:
         """Defaults overridden by ``given``; unknown names and bad values raise ValueError."""
-        defaults = cls.defaults()
-        unknown = set(given) - set(defaults)
-        if unknown:
-            raise ValueError(f"unknown {cls.family} hyperparameters {sorted(unknown)}; known: {sorted(defaults)}")
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value, kind = given.get(f.name, defaults[f.name]), type(defaults[f.name])
-            if kind is int and (isinstance(value, bool) or not float(value).is_integer()):
-                raise ValueError(f"{cls.family} hyperparameter {f.name} must be an integer, got {value!r}")
-            if kind is bool and not isinstance(value, bool):
-                raise ValueError(f"{cls.family} hyperparameter {f.name} must be true or false, got {value!r}")
-            values[f.name] = kind(value)
-        hp = cls(**values)
+        hp = resolve_hparams(cls, f"speech {cls.family}", cls.defaults(), given)
         hp.check()
         return hp
 

@@ -76,6 +76,17 @@ def test_plugin_checks_name_domain_family_and_hparams() -> None:
     assert "domains.lm.hparams.learning_rate: not a hyperparameter of lm/word; allowed:" in msg and "lr" in msg
 
 
+def test_hyperparameter_values_are_checked_by_the_domain_before_any_trial() -> None:
+    data = copy.deepcopy(BASE)
+    data["domains"]["lm"]["hparams"] = {"lr": {"grid": [0.01, "fast"]}, "layers": {"grid": [1, 1.5]}}
+    with pytest.raises(SpecError) as err:
+        plan_trials(parse_spec(data), resolve_domains(parse_spec(data)))
+    msg = str(err.value)
+    assert "domains.lm.hparams (word): LM word hyperparameter layers must be an integer, got 1.5" in msg, msg
+    assert "hyperparameter lr must be a number, got 'fast'" in msg
+    assert msg.count("\n") == len(set(msg.splitlines())) - 1  # each problem once, not once per trial
+
+
 def test_data_section_is_validated_by_the_domain() -> None:
     with pytest.raises(SpecError) as err:
         resolve_domains(parse_spec(spec_with("domains.lm.data", {"train": "x", "vocab_sise": 3})))

@@ -128,7 +128,7 @@ def test_batch_is_capped_at_the_shard_and_counts_images(digits_data: ImageData) 
 def test_hyperparameters_are_checked(digits_data: ImageData) -> None:
     domain = ImageDomain()
     assert set(domain.hparam_defaults("resnet")) - set(domain.hparam_defaults("resnet_depth")) == {"depth"}
-    for bad, match in (({"dropuot": 0.1}, "unknown image hyperparameters"), ({"optimizer": "lion"}, "optimizer"),
+    for bad, match in (({"dropuot": 0.1}, "unknown image resnet hyperparameters"), ({"optimizer": "lion"}, "optimizer"),
                        ({"batch_size": 2.5}, "integer"), ({"depth": 20}, "depth must be one of"),
                        ({"augment": "yes"}, "true or false")):
         with pytest.raises(ValueError, match=match):

@@ -101,7 +101,7 @@ def test_tiny_shard_and_large_batch(data: LMData) -> None:
 def test_hyperparameters_are_checked(data: LMData) -> None:
     domain = LMDomain()
     assert set(domain.hparam_defaults("word")) == set(domain.hparam_defaults("char"))
-    with pytest.raises(ValueError, match="unknown LM hyperparameters"):
+    with pytest.raises(ValueError, match="unknown LM word hyperparameters"):
         task(data, "word", momentun=0.9)
     with pytest.raises(ValueError, match="optimizer"):
         task(data, "word", optimizer="rmsprop")

@@ -111,7 +111,7 @@ def test_hyperparameters_are_checked(data: SpeechData) -> None:
     domain = SpeechDomain()
     assert {"lr", "batch_size", "rnn_layers", "rnn_type", "specaugment"} <= set(domain.hparam_defaults("ds2"))
     assert {"enc_layers", "dec_layers", "ctc_weight", "guided_attention"} <= set(domain.hparam_defaults("attention"))
-    with pytest.raises(ValueError, match="unknown ds2 hyperparameters"):
+    with pytest.raises(ValueError, match="unknown speech ds2 hyperparameters"):
         task(data, "ds2", enc_layers=2)
     with pytest.raises(ValueError, match="integer"):
         task(data, "ds2", batch_size=2.5)
