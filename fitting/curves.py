@@ -176,8 +176,8 @@ def _bootstrap(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCurveF
             method += f" ({len(used) - multi} of {len(used)} shards have a single trial)"
     else:
         err, par = _residual_replicates(m, eps, fit, params, size_fit, n_boot, rng)
-        method = (f"residual bootstrap: only {multi} of {len(used)} shards have more than one trial, "
-                  "so log residuals of the fitted law were resampled")
+        few = f"only {multi} of {len(used)} shards have" if multi else "no shard has"
+        method = f"residual bootstrap: {few} more than one trial, so log residuals of the fitted law were resampled"
     good = np.all(np.isfinite(err) & (err > 0), axis=1)
     law = fit.law
     reps = {key: np.full(n_boot, np.nan) for key in ("alpha", "beta_g", "gamma", "beta_p", "sigma")}
@@ -255,7 +255,9 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
     if lc.n_excluded:
         out.notes.append(f"{lc.n_excluded} small-data plateau shard(s) left out: sizes {lc.excluded_sizes}")
     params = [p.best_params for p in used]
-    if all(v is not None and v > 0 for v in params):
+    if trials.frame["width"].nunique() < 2:
+        out.notes.append("best model size not fitted: one model width in this sweep (β_p needs several)")
+    elif all(v is not None and v > 0 for v in params):
         sf = fit_model_size([p.train_size for p in used], params)
         out.size_fit, out.beta_p, out.sigma, out.r2_p = sf, sf.beta_p, sf.sigma, sf.r2
     else:

@@ -165,3 +165,10 @@ def test_fit_family_speed_budget() -> None:
         fit_family(df, n_boot=500)
         best = min(best, time.perf_counter() - t0)
     assert best < 0.3, f"fit_family took {best:.3f} s"
+
+
+def test_one_width_per_shard_fits_no_model_size_law() -> None:
+    df = sweep(power, seed=5)
+    fit = fit_family(df[df["width"] == 64], form="power", n_boot=100)
+    assert fit.beta_g is not None and fit.beta_p is None and fit.beta_p_ci is None
+    assert any("one model width" in note for note in fit.notes)
