@@ -36,7 +36,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from domains.base import DataSourceError
 from domains.cache import atomic_folder
-from domains.shards import shard_count
+from domains.shards import class_balanced_permutation, shard_count
 
 log = logging.getLogger(__name__)
 
@@ -48,30 +48,6 @@ PARALLEL_CHECK_MIN = 2000  # fewer files are checked in-process (a process pool 
 
 
 # --------------------------------------------------------------------------------------------- orders
-def class_balanced_permutation(labels: np.ndarray, seed: int) -> np.ndarray:
-    """A random order of ``labels``' indices whose every prefix keeps the class proportions.
-
-    Inside each class the order is random; classes are interleaved by the key (rank in class + ½) / class size,
-    ties broken at random. A prefix of length k then holds each class c within one image of k·n_c/N, so any
-    prefix — a nested shard — is stratified. Proposed for ``domains/shards.py`` beside ``nested_shard``.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    n = len(labels)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(n)
-    lab = labels[shuffled]
-    by_class = np.argsort(lab, kind="stable")  # shuffled positions grouped by class, random inside
-    counts = np.bincount(lab)
-    starts = np.cumsum(counts) - counts
-    rank = np.empty(n, dtype=np.int64)
-    rank[by_class] = np.arange(n) - starts[lab[by_class]]
-    key = (rank + 0.5) / counts[lab]
-    order = np.lexsort((rng.random(n), key))
-    return shuffled[order].astype(np.int64)
-
-
 def stratified_take(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(taken, rest): ``count`` indices drawn class-stratified, and the others, both sorted."""
     order = class_balanced_permutation(labels, seed)

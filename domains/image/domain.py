@@ -28,7 +28,6 @@ from domains.image.data import (
     ImageData,
     ImageSplit,
     channel_stats,
-    class_balanced_permutation,
     iter_stamps,
     load_image_data,
     read_folder_split,
@@ -42,6 +41,7 @@ from domains.image.data import (
 from domains.image.loaders import ArrayBatches, FolderBatches, FolderEval, array_eval_batches
 from domains.image.models import build_model
 from domains.image.task import HPARAM_DEFAULTS, ImageHParams, ImageTask
+from domains.shards import class_balanced_permutation
 
 log = logging.getLogger(__name__)
 

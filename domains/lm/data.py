@@ -80,17 +80,6 @@ def read_sentences(files: Sequence[Path], lowercase: bool = False) -> list[str]:
     return sentences
 
 
-def heldout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, valid) sentence indices: a random ``fraction`` held out, disjoint from every shard.
-
-    The held-out draw uses its own random stream, so it does not depend on (or disturb) the shard shuffle.
-    Validation indices come in random order, so a length cap keeps a random sample, not a file prefix.
-    """
-    n_valid = min(n - 1, max(1, round(fraction * n)))
-    order = np.random.default_rng([seed, 0x5EED]).permutation(n)
-    return np.sort(order[n_valid:]), order[:n_valid]
-
-
 def build_word_vocab(sentences: Sequence[str], vocab_size: int) -> list[str]:
     """``<unk>``, ``</s>``, then the ``vocab_size - 2`` most frequent words (ties alphabetical)."""
     counts = Counter(w for s in sentences for w in s.split())

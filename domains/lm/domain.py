@@ -20,7 +20,6 @@ from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
 from domains.lm.data import (
     LMData,
     build_lm_data,
-    heldout_split,
     load_lm_data,
     read_sentences,
     resolve_files,
@@ -29,6 +28,7 @@ from domains.lm.data import (
 from domains.lm.models import build_model
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, write_corpus
 from domains.lm.task import HPARAM_DEFAULTS, LMHParams, LMTask
+from domains.shards import heldout_split
 
 CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
 # ``train: builtin:offline-english`` = real English that ships with the OS and Python (offline_corpus), written

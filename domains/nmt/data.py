@@ -31,8 +31,7 @@ import sentencepiece as spm
 
 from domains.base import DataSourceError
 from domains.cache import atomic_folder
-from domains.lm.data import heldout_split
-from domains.shards import shard_count, shard_permutation
+from domains.shards import heldout_split, shard_count, shard_permutation
 
 log = logging.getLogger(__name__)
 

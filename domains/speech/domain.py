@@ -149,7 +149,7 @@ class SpeechDomain(Domain):
 
 def _hold_out(utterances: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance]]:
     """A random ``fraction`` of the utterances as the validation set, disjoint from every shard."""
-    from domains.lm.data import heldout_split
+    from domains.shards import heldout_split
 
     train_idx, valid_idx = heldout_split(len(utterances), fraction, seed)
     return [utterances[i] for i in train_idx], [utterances[i] for i in valid_idx]

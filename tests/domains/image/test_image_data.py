@@ -17,8 +17,9 @@ import torch
 from domains.base import DataSourceError, TrialSetup
 from domains.image import ImageDomain
 from domains.image import data as image_data
-from domains.image.data import ImageData, class_balanced_permutation
+from domains.image.data import ImageData
 from domains.image.loaders import Cursor
+from domains.shards import class_balanced_permutation
 from tests.domains.image.conftest import encode
 
 FRACTIONS = [2.0**k for k in range(-6, 1)]
