@@ -8,7 +8,6 @@ the data cursor; augmentation is seeded from the cursor, so a restored task cont
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from domains.base import Task, TrainStats
 from domains.hparams import resolve_hparams
 from domains.image.loaders import ArrayBatches, Batch, FolderBatches
 from domains.image.models import ScaledResNet, count_parameters, depth_layout
+from domains.task_state import restore, snapshot
 
 DIVERGENCE_FACTOR = 3.0  # mean training loss above 3·ln(classes) (3x a uniform guess) counts as diverged
 TOP5 = 5
@@ -176,18 +176,16 @@ class ImageTask(Task):
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy: training on afterwards does not change what was returned."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict(), "cursor": self.batches.state(), "images": self._images,
-                 "diverged": self._diverged, "batch_size": self.hp.batch_size}
-        return copy.deepcopy(state)
+        return snapshot(self.model, self.optimizer, self.device, scaler=self.scaler.state_dict(),
+                        cursor=self.batches.state(), images=self._images, diverged=self._diverged,
+                        batch_size=self.hp.batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         mine = self.batches.state()
         if (state["cursor"]["n"], state["batch_size"]) != (mine["n"], self.hp.batch_size):
             raise ValueError(f"image task state is from another shard or batch size (shard {state['cursor']['n']},"
                              f" batch {state['batch_size']}; this task: {mine['n']}, {self.hp.batch_size})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        restore(state, self.model, self.optimizer, self.device)
         self.scaler.load_state_dict(state["scaler"])
         self.batches.load_state(state["cursor"])
         self._images, self._diverged = int(state["images"]), bool(state["diverged"])

@@ -10,7 +10,6 @@ restored task continues the very same run.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from domains.base import Task, TrainStats
 from domains.hparams import resolve_hparams
 from domains.lm.models import RecurrentLM, count_parameters
+from domains.task_state import restore, snapshot
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
 EVAL_ROWS = 16  # validation is read as 16 parallel streams: fixed, so the metric never depends on hparams
@@ -150,23 +150,15 @@ class LMTask(Task):
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy: training on afterwards does not change what was returned."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "pos": self._pos, "tokens": self._tokens, "hidden": self._hidden, "diverged": self._diverged,
-                 "stream_len": len(self._stream), "batch_size": self.hp.batch_size,
-                 "rng": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return copy.deepcopy(state)
+        return snapshot(self.model, self.optimizer, self.device, pos=self._pos, tokens=self._tokens,
+                        hidden=self._hidden, diverged=self._diverged, stream_len=len(self._stream),
+                        batch_size=self.hp.batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if (state["stream_len"], state["batch_size"]) != (len(self._stream), self.hp.batch_size):
             raise ValueError("LM task state is from another shard or batch size "
                              f"(stream {state['stream_len']}, batch {state['batch_size']})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        restore(state, self.model, self.optimizer, self.device)
         self._pos, self._tokens = int(state["pos"]), int(state["tokens"])
         self._diverged = bool(state["diverged"])
         self._hidden = tuple(h.to(self.device).clone() for h in state["hidden"])
-        torch.set_rng_state(state["rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)

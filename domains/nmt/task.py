@@ -19,7 +19,6 @@ Metrics on the fixed validation pairs, all lower-is-better:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from domains.base import Task, TrainStats
 from domains.hparams import resolve_hparams
 from domains.nmt.data import BOS_ID, EOS_ID, PAD_ID, NMTData, Split, gather_sentences
 from domains.nmt.models import Seq2Seq, count_parameters, token_loss
+from domains.task_state import restore, snapshot
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
 POOL = 32  # batches sorted by length together
@@ -265,25 +265,17 @@ class NMTTask(Task):
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy: training on afterwards does not change what was returned."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "cursor": self._cursor, "steps": self._steps, "tokens": self._tokens, "pairs": self._pairs,
-                 "diverged": self._diverged, "shard_pairs": len(self._shard), "batch_size": self.hp.batch_size,
-                 "batch_seed": self._batches.seed, "rng": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return copy.deepcopy(state)
+        return snapshot(self.model, self.optimizer, self.device, cursor=self._cursor, steps=self._steps,
+                        tokens=self._tokens, pairs=self._pairs, diverged=self._diverged,
+                        shard_pairs=len(self._shard), batch_size=self.hp.batch_size, batch_seed=self._batches.seed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if (state["shard_pairs"], state["batch_size"]) != (len(self._shard), self.hp.batch_size):
             raise ValueError("NMT task state is from another shard or batch size "
                              f"(shard {state['shard_pairs']} pairs, batch {state['batch_size']})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        restore(state, self.model, self.optimizer, self.device)
         if state["batch_seed"] != self._batches.seed:
             self._batches = ShardBatches(self._batches.split, self._shard, self.hp.batch_size, state["batch_seed"])
         self._cursor = tuple(state["cursor"])
         self._steps, self._tokens, self._pairs = int(state["steps"]), int(state["tokens"]), int(state["pairs"])
         self._diverged = bool(state["diverged"])
-        torch.set_rng_state(state["rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)

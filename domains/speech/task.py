@@ -11,7 +11,6 @@ holds model, optimizer, epoch order, cursor and RNG states, so a restored task c
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from domains.hparams import resolve_hparams
 from domains.speech.data import SpeechData
 from domains.speech.models import AttentionEncoderDecoder, DeepSpeech2, count_parameters, guided_attention_loss
 from domains.speech.text import BLANK, ctc_greedy, decode, error_counts
+from domains.task_state import restore, snapshot
 
 BUCKET_BATCHES = 16  # batches per length-sorted window of an epoch
 EVAL_BATCH = 128  # large: greedy attention decoding loops once per output character per batch
@@ -310,24 +310,16 @@ class SpeechTask(Task):
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy: training on afterwards does not change what was returned."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "order": self._order, "cursor": self._cursor, "steps": self._steps, "diverged": self._diverged,
-                 "shard": self._n, "batch_size": self.hp.batch_size, "np_rng": self._rng.bit_generator.state,
-                 "gen": self._gen.get_state(), "rng": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return copy.deepcopy(state)
+        return snapshot(self.model, self.optimizer, self.device, order=self._order, cursor=self._cursor,
+                        steps=self._steps, diverged=self._diverged, shard=self._n, batch_size=self.hp.batch_size,
+                        np_rng=self._rng.bit_generator.state, gen=self._gen.get_state())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if (state["shard"], state["batch_size"]) != (self._n, self.hp.batch_size):
             raise ValueError(f"speech task state is from another shard or batch size "
                              f"(shard {state['shard']}, batch {state['batch_size']})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        restore(state, self.model, self.optimizer, self.device)
         self._order = [np.asarray(b) for b in state["order"]]
         self._cursor, self._steps, self._diverged = int(state["cursor"]), int(state["steps"]), bool(state["diverged"])
         self._rng.bit_generator.state = state["np_rng"]
         self._gen.set_state(state["gen"])
-        torch.set_rng_state(state["rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
