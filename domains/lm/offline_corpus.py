@@ -25,14 +25,14 @@ takes about 3-4 s of one core; ``write_corpus`` with default arguments writes 67
 from __future__ import annotations
 
 import json
-import os
 import re
-import struct
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from domains.cache import write_lines
+from domains.gettext_mo import mo_entries
 
 LOCALE_GLOB = "/usr/share/locale/*/LC_MESSAGES/*.mo"
 TRAIN_DIR = "training-monolingual.tokenized.shuffled"
@@ -43,7 +43,6 @@ MANIFEST = "MANIFEST.json"
 FORMAT_VERSION = 1
 ORDER_SEED = 0
 
-_MO_MAGIC = 0x950412DE
 _FORMAT_SPEC = r"%(?:\d+\$)?[-+ #0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64|PRI\w+)?[a-zA-Z%]"
 _TOKEN = re.compile(rf"{_FORMAT_SPEC}|(?<!\S)--?[A-Za-z][\w-]*|\w+(?:[-'’.]\w+)*|([^\w\s])\1*")
 _FORMAT_ONLY = re.compile(_FORMAT_SPEC)
@@ -69,21 +68,6 @@ def is_sentence(tokens: str) -> bool:
     return len(_ASCII_LETTERS.findall(tokens)) >= 0.9 * letters
 
 
-def mo_msgids(path: Path) -> set[bytes]:
-    """The raw msgids of one compiled catalog, undecoded (decoding once per distinct msgid is faster)."""
-    data = path.read_bytes()
-    if len(data) < 20:
-        return set()
-    for order in ("<", ">"):
-        if struct.unpack_from(f"{order}I", data)[0] == _MO_MAGIC:
-            break
-    else:
-        return set()  # not a .mo file
-    count, originals = struct.unpack_from(f"{order}2I", data, 8)
-    table = data[originals:originals + 8 * count]
-    return {data[offset:offset + length] for length, offset in struct.iter_unpack(f"{order}2I", table)}
-
-
 def _decode_msgid(raw: bytes) -> str:
     """Singular form (plural msgids are NUL-separated), context prefix removed; '' when not UTF-8."""
     try:
@@ -98,7 +82,7 @@ def gettext_sentences(pattern: str = LOCALE_GLOB) -> set[str]:
 
     raw: set[bytes] = set()
     for name in sorted(glob.glob(pattern)):
-        raw |= mo_msgids(Path(name))
+        raw.update(msgid for msgid, _ in mo_entries(Path(name), translations=False))
     out: set[str] = set()
     for msgid in {_decode_msgid(r) for r in raw}:
         for line in msgid.splitlines():
@@ -143,14 +127,6 @@ def english_sentences(locale_glob: str = LOCALE_GLOB) -> list[str]:
     return [sentences[i] for i in order]
 
 
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(f"{line}\n" for line in lines)
-    os.replace(tmp, path)
-
-
 def write_corpus(out_dir: str | Path, max_sentences: int | None = None, valid_sentences: int = 2000,
                  lines_per_file: int = 10000) -> Path:
     """Write the offline corpus under ``out_dir`` in the Billion Word layout and return ``out_dir``.
@@ -182,8 +158,8 @@ def write_corpus(out_dir: str | Path, max_sentences: int | None = None, valid_se
         old.unlink()  # a previous call with other arguments may have written more files
     for k in range(files):
         chunk = train[k * lines_per_file:(k + 1) * lines_per_file]
-        _write_lines(out / TRAIN_DIR / f"news.en-{k + 1:05d}-of-{files:05d}", chunk)
-    _write_lines(out / VALID_DIR / "news.en.heldout-00000-of-00001", valid)
+        write_lines(out / TRAIN_DIR / f"news.en-{k + 1:05d}-of-{files:05d}", chunk)
+    write_lines(out / VALID_DIR / "news.en.heldout-00000-of-00001", valid)
     counts = {"train_sentences": len(train), "valid_sentences": len(valid),
               "train_words": sum(len(s.split()) for s in train),
               "train_characters": sum(len(s) for s in train)}

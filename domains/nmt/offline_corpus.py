@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
-import struct
-import tempfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from domains.cache import write_lines
+from domains.gettext_mo import mo_entries
 from domains.lm.offline_corpus import is_sentence, tokenize
 
 SOURCE_LANG, TARGET_LANG = "de", "en"
@@ -40,26 +38,8 @@ MANIFEST = "MANIFEST.json"
 FORMAT_VERSION = 1
 ORDER_SEED = 0
 
-_MO_MAGIC = 0x950412DE
 _MNEMONIC = re.compile(r"(?<![\w&])[_&](?=\w)")
 _SPACES = re.compile(r"\s+")
-
-
-def mo_pairs(path: Path) -> Iterator[tuple[bytes, bytes]]:
-    """Raw (msgid, msgstr) pairs of one compiled catalog, undecoded; nothing for a file that is not a .mo."""
-    data = path.read_bytes()
-    if len(data) < 20:
-        return
-    for order in ("<", ">"):
-        if struct.unpack_from(f"{order}I", data)[0] == _MO_MAGIC:
-            break
-    else:
-        return
-    count, originals, translations = struct.unpack_from(f"{order}3I", data, 8)
-    ids = struct.iter_unpack(f"{order}2I", data[originals:originals + 8 * count])
-    strs = struct.iter_unpack(f"{order}2I", data[translations:translations + 8 * count])
-    for (il, io), (sl, so) in zip(ids, strs, strict=True):
-        yield data[io:io + il], data[so:so + sl]
 
 
 def _clean(raw: bytes, strip_context: bool) -> str | None:
@@ -87,7 +67,7 @@ def gettext_pairs(pattern: str = LOCALE_GLOB) -> list[tuple[str, str]]:
     source (the alphabetically first), in one fixed pseudo-random order."""
     raw: dict[bytes, set[bytes]] = {}
     for name in sorted(glob.glob(pattern)):
-        for msgid, msgstr in mo_pairs(Path(name)):
+        for msgid, msgstr in mo_entries(Path(name)):
             if msgid and msgstr:  # the empty msgid is the catalog header
                 raw.setdefault(msgid, set()).add(msgstr)
     by_source: dict[str, str] = {}
@@ -103,15 +83,6 @@ def gettext_pairs(pattern: str = LOCALE_GLOB) -> list[tuple[str, str]]:
     pairs = sorted(by_source.items())
     order = np.random.default_rng(ORDER_SEED).permutation(len(pairs))
     return [pairs[i] for i in order]
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(f"{line}\n" for line in lines)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the corpus from other users of a shared cache
-    os.replace(tmp, path)
 
 
 def write_corpus(out_dir: str | Path, max_pairs: int | None = None, valid_pairs: int = 2000,
@@ -140,8 +111,8 @@ def write_corpus(out_dir: str | Path, max_pairs: int | None = None, valid_pairs:
         raise ValueError(f"offline De→En corpus: {len(pairs)} pairs from {pattern!r}; too few for "
                          f"{valid_pairs} validation pairs and a training split")
     for prefix, split in ((TRAIN_PREFIX, train), (VALID_PREFIX, valid)):
-        _write_lines(out / f"{prefix}.{SOURCE_LANG}", (d for d, _ in split))
-        _write_lines(out / f"{prefix}.{TARGET_LANG}", (e for _, e in split))
+        write_lines(out / f"{prefix}.{SOURCE_LANG}", (d for d, _ in split))
+        write_lines(out / f"{prefix}.{TARGET_LANG}", (e for _, e in split))
     counts = {"train_pairs": len(train), "valid_pairs": len(valid),
               "train_target_words": sum(len(e.split()) for _, e in train),
               "train_source_words": sum(len(d.split()) for d, _ in train)}
