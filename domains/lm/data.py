@@ -29,6 +29,7 @@ import numpy as np
 from domains.base import DataSourceError
 from domains.cache import atomic_folder
 from domains.shards import shard_count, shard_permutation
+from domains.text_files import read_utf8
 
 UNK, EOS = "<unk>", "</s>"
 UNK_ID, EOS_ID = 0, 1  # word ids of the two specials
@@ -61,16 +62,7 @@ def read_sentences(files: Sequence[Path], lowercase: bool = False) -> list[str]:
     shard is far more likely a mistake than intended."""
     sentences: list[str] = []
     for path in files:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise DataSourceError(f"LM data file {path} cannot be read: {exc.strerror or exc}") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise DataSourceError(f"LM data file {path} is not UTF-8 text (line {line}, byte "
-                                  f"{exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+        text = read_utf8(path, "LM data file")
         if lowercase:
             text = text.lower()
         lines = [s for s in (line.strip() for line in text.splitlines()) if s]

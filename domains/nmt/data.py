@@ -32,6 +32,7 @@ import sentencepiece as spm
 from domains.base import DataSourceError
 from domains.cache import atomic_folder
 from domains.shards import heldout_split, shard_count, shard_permutation
+from domains.text_files import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +142,7 @@ def _aligned(source: Path, target: Path, what: str) -> Corpus:
 
 def _lines(path: Path) -> list[str]:
     """Lines split on newline only (``str.splitlines`` also splits on U+2028 etc., breaking alignment)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataSourceError(f"NMT data file {path} cannot be read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataSourceError(f"NMT data file {path} is not UTF-8 text (line {line}, byte {exc.start}: "
-                              f"{raw[exc.start:exc.start + 1]!r})") from None
-    lines = text.split("\n")
+    lines = read_utf8(path, "NMT data file").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [s.rstrip("\r") for s in lines]

@@ -44,6 +44,7 @@ import torchaudio
 from domains.base import DataSourceError
 from domains.shards import shard_count, shard_permutation
 from domains.speech.text import DEFAULT_ALPHABET, encode, normalize
+from domains.text_files import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,7 @@ def list_utterances(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[st
 
 
 def _read_transcript(path: Path, skipped: Counter[str]) -> Iterator[Utterance]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataSourceError(f"speech transcript {path} cannot be read: {exc}") from None
+    lines = read_utf8(path, "speech transcript").splitlines()
     for line in lines:
         uid, _, text = line.strip().partition(" ")
         if not uid:
@@ -132,10 +130,7 @@ def _read_transcript(path: Path, skipped: Counter[str]) -> Iterator[Utterance]:
 
 def _read_manifest(path: Path, skipped: Counter[str]) -> list[Utterance]:
     """CSV/TSV with a header or JSON lines with ``path``/``audio_filepath``, ``text``, optional ``duration``."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataSourceError(f"speech manifest {path} cannot be read: {exc}") from None
+    raw = read_utf8(path, "speech manifest")
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() in (".csv", ".tsv"):
         rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
