@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from timing import timed_train
 
 from domains.base import TrialSetup
 from domains.image import ImageDomain
@@ -47,13 +47,8 @@ def measure(data: ImageData, widths: list[int], *, depth: int, batch_size: int, 
     images: dict[int, float] = {}
     for _ in range(repeats):
         for i, (_, _, task) in enumerate(tasks):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            stats = task.train(steps)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            rate = stats.samples / (time.perf_counter() - start)
+            stats, seconds = timed_train(task, steps, device)
+            rate = stats.samples / seconds
             best[i], images[i] = max(best.get(i, 0.0), rate), stats.samples
     rows = []
     for i, (w, m, task) in enumerate(tasks):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import sync, timed_train
 
 from domains.base import TrialSetup
 from domains.nmt import NMTDomain
@@ -28,21 +29,13 @@ from domains.nmt.task import NMTTask
 FAMILIES = ("lstm", "transformer")
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def measure(task: NMTTask, warmup: int, steps: int, device: str) -> tuple[float, float, float]:
     """(warm-up seconds, steady target tokens/s, steady seconds per step) of ``task.train``."""
     start = time.perf_counter()
     task.train(warmup)
-    _sync(device)
+    sync(device)
     warm = time.perf_counter() - start
-    start = time.perf_counter()
-    stats = task.train(steps)
-    _sync(device)
-    elapsed = time.perf_counter() - start
+    stats, elapsed = timed_train(task, steps, device)
     if not math.isfinite(stats.loss):
         raise RuntimeError(f"training diverged while benchmarking: {stats}")
     return warm, stats.samples / elapsed, elapsed / max(1, stats.steps)

@@ -12,10 +12,10 @@ GPU as well (synchronized before the clock is read).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
+from timing import timed_train
 
 from domains.base import TrialSetup
 from domains.speech import SpeechDomain
@@ -34,13 +34,8 @@ def measure(data: SpeechData, family: str, width: int, device: str, steps: int, 
                        hparams={**HPARAMS[family], "batch_size": batch_size})
     task = SpeechDomain().build_task(data, setup)
     task.train(3)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    stats = task.train(steps)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return task.num_params, stats.extra["audio_seconds"] / (time.perf_counter() - start)
+    stats, seconds = timed_train(task, steps, device)
+    return task.num_params, stats.extra["audio_seconds"] / seconds
 
 
 def main(argv: list[str]) -> int:
