@@ -21,6 +21,7 @@ from domains.hparams import resolve_hparams
 from domains.image.loaders import ArrayBatches, Batch, FolderBatches
 from domains.image.models import ScaledResNet, count_parameters, depth_layout
 from domains.task_state import restore, snapshot
+from domains.train_loop import LossMeter
 
 DIVERGENCE_FACTOR = 3.0  # mean training loss above 3·ln(classes) (3x a uniform guess) counts as diverged
 TOP5 = 5
@@ -122,7 +123,7 @@ class ImageTask(Task):
         if self._diverged:
             return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
         self.model.train()
-        total, done, images, errors = 0.0, 0, 0, 0
+        meter, images, errors = LossMeter(self._threshold), 0, 0
         for _ in range(steps):
             x, y = self.batches.next()
             with self._autocast():
@@ -132,20 +133,15 @@ class ImageTask(Task):
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            value = loss.item()
             errors += int((logits.argmax(1) != y).sum())
-            done, images, total = done + 1, images + len(y), total + value
-            if not math.isfinite(value):
-                self._diverged = True
+            images += len(y)
+            if not meter.add(loss.item()):
                 break
-        mean = total / done if done else math.nan
-        if done and mean > self._threshold:
-            self._diverged = True
+        self._diverged = meter.diverged
         self._images += images
         extra = {"epochs": self.batches.cursor.epochs, "train_top1_err": errors / max(images, 1),
                  "diverged": float(self._diverged)}
-        return TrainStats(loss=math.nan if self._diverged else mean, samples=float(images), steps=done,
-                          extra=extra)
+        return TrainStats(loss=meter.mean, samples=float(images), steps=meter.steps, extra=extra)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

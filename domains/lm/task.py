@@ -23,6 +23,7 @@ from domains.base import Task, TrainStats
 from domains.hparams import resolve_hparams
 from domains.lm.models import RecurrentLM, count_parameters
 from domains.task_state import restore, snapshot
+from domains.train_loop import LossMeter, optimizer_step
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
 EVAL_ROWS = 16  # validation is read as 16 parallel streams: fixed, so the metric never depends on hparams
@@ -96,32 +97,22 @@ class LMTask(Task):
         if self._diverged:
             return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
         self.model.train()
-        total, done, n = 0.0, 0, len(self._stream)
+        meter, n = LossMeter(self._threshold), len(self._stream)
         for _ in range(steps):
             idx = (self._starts[:, None] + self._pos + self._window) % n
             chunk = self._stream[idx]
             logits, hidden = self.model(chunk[:, :-1], self._hidden)
             loss = F.cross_entropy(logits.reshape(-1, self.model.vocab), chunk[:, 1:].reshape(-1))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.hp.clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hp.clip)
-            self.optimizer.step()
+            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip)
             self._hidden = (hidden[0].detach(), hidden[1].detach())
             self._pos = (self._pos + self.hp.bptt) % n
             self._tokens += self.hp.batch_size * self.hp.bptt
-            done += 1
-            value = loss.item()
-            total += value
-            if not math.isfinite(value):
-                self._diverged = True
+            if not meter.add(value):
                 break
-        mean = total / done if done else math.nan
-        if done and mean > self._threshold:
-            self._diverged = True
-        samples = float(done * self.hp.batch_size * self.hp.bptt)
+        self._diverged = meter.diverged
+        samples = float(meter.steps * self.hp.batch_size * self.hp.bptt)
         extra = {"epochs": self._tokens / n, "diverged": float(self._diverged)}
-        return TrainStats(loss=math.nan if self._diverged else mean, samples=samples, steps=done, extra=extra)
+        return TrainStats(loss=meter.mean, samples=samples, steps=meter.steps, extra=extra)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

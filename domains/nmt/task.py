@@ -33,6 +33,7 @@ from domains.hparams import resolve_hparams
 from domains.nmt.data import BOS_ID, EOS_ID, PAD_ID, NMTData, Split, gather_sentences
 from domains.nmt.models import Seq2Seq, count_parameters, token_loss
 from domains.task_state import restore, snapshot
+from domains.train_loop import LossMeter, optimizer_step, warmup_lr
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
 POOL = 32  # batches sorted by length together
@@ -201,36 +202,24 @@ class NMTTask(Task):
         if self._diverged:
             return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
         self.model.train()
-        total, done, tokens, pairs = 0.0, 0, 0, 0
+        meter, tokens, pairs = LossMeter(self._threshold), 0, 0
         for _ in range(steps):
             batch = self._next_batch()
-            if self.hp.warmup_steps:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.hp.lr * min(1.0, (self._steps + 1) / self.hp.warmup_steps)
+            warmup_lr(self.optimizer, self.hp.lr, self.hp.warmup_steps, self._steps)
             logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
             loss = token_loss(logits, batch.tgt_out, self.hp.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.hp.clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hp.clip)
-            self.optimizer.step()
+            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip)
             self._steps += 1
-            done += 1
             tokens += batch.tokens
             pairs += batch.src.size(0)
-            value = loss.item()
-            total += value
-            if not math.isfinite(value):
-                self._diverged = True
+            if not meter.add(value):
                 break
-        mean = total / done if done else math.nan
-        if done and mean > self._threshold:
-            self._diverged = True
+        self._diverged = meter.diverged
         self._tokens += tokens
         self._pairs += pairs
         extra = {"pairs": float(pairs), "shard_pairs": float(len(self._shard)),
                  "epochs": self._tokens / max(1, self._shard_tokens), "diverged": float(self._diverged)}
-        return TrainStats(loss=math.nan if self._diverged else mean, samples=float(tokens), steps=done, extra=extra)
+        return TrainStats(loss=meter.mean, samples=float(tokens), steps=meter.steps, extra=extra)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -26,6 +26,7 @@ from domains.speech.data import SpeechData
 from domains.speech.models import AttentionEncoderDecoder, DeepSpeech2, count_parameters, guided_attention_loss
 from domains.speech.text import BLANK, ctc_greedy, decode, error_counts
 from domains.task_state import restore, snapshot
+from domains.train_loop import LossMeter, optimizer_step, warmup_lr
 
 BUCKET_BATCHES = 16  # batches per length-sorted window of an epoch
 EVAL_BATCH = 128  # large: greedy attention decoding loops once per output character per batch
@@ -236,7 +237,7 @@ class SpeechTask(Task):
         if self._diverged:
             return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
         self.model.train()
-        total, done, seconds = 0.0, 0, 0.0
+        meter, seconds = LossMeter(DIVERGENCE_LOSS), 0.0
         for _ in range(steps):
             if self._cursor >= len(self._order):
                 self._order, self._cursor = self._epoch(), 0
@@ -246,26 +247,14 @@ class SpeechTask(Task):
                 b.x = spec_augment(b.x, b.x_lens, self._gen)
             loss, _, _ = self._losses(b, getattr(self.hp, "label_smoothing", 0.0))
             loss = loss / b.y_lens.sum().clamp(min=1)  # nats per target character
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.hp.clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hp.clip)
-            if self.hp.warmup_steps:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.hp.lr * min(1.0, (self._steps + 1) / self.hp.warmup_steps)
-            self.optimizer.step()
+            warmup_lr(self.optimizer, self.hp.lr, self.hp.warmup_steps, self._steps)
+            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip)
             self._steps += 1
-            done += 1
             seconds += b.seconds
-            value = loss.item()
-            total += value
-            if not math.isfinite(value):
-                self._diverged = True
+            if not meter.add(value):
                 break
-        mean = total / done if done else math.nan
-        if done and mean > DIVERGENCE_LOSS:
-            self._diverged = True
-        return TrainStats(loss=math.nan if self._diverged else mean, samples=seconds / 3600.0, steps=done,
+        self._diverged = meter.diverged
+        return TrainStats(loss=meter.mean, samples=seconds / 3600.0, steps=meter.steps,
                           extra={"audio_seconds": seconds, "diverged": float(self._diverged)})
 
     @torch.no_grad()

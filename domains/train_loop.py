@@ -1,0 +1,53 @@
+"""The pieces every task's ``train`` loop shares: one optimizer update, linear warm-up, divergence watch.
+
+Divergence is part of the product's contract (a diverged trial is recorded as such, never crashed): a
+non-finite step loss stops the call at once, and a finite but exploding mean (above the task's threshold,
+e.g. a multiple of the loss of uniform guessing) counts as diverged too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   clip: float) -> float:
+    """Backward, gradient-norm clipping (``clip`` <= 0: none) and one update; the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss.item()
+
+
+def warmup_lr(optimizer: torch.optim.Optimizer, lr: float, warmup_steps: int, step: int) -> None:
+    """Linear warm-up from 0 to ``lr`` over ``warmup_steps`` updates (``step`` counts from 0)."""
+    if warmup_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
+
+
+class LossMeter:
+    """Mean step loss of one ``train`` call and whether the run diverged in it."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold, self.total, self.steps, self.non_finite = threshold, 0.0, 0, False
+
+    def add(self, value: float) -> bool:
+        """Count one step's loss; False when it is not finite (stop training)."""
+        self.steps += 1
+        self.total += value
+        self.non_finite = self.non_finite or not math.isfinite(value)
+        return not self.non_finite
+
+    @property
+    def diverged(self) -> bool:
+        return self.non_finite or (self.steps > 0 and self.total / self.steps > self.threshold)
+
+    @property
+    def mean(self) -> float:
+        """The mean loss; NaN when diverged or nothing was trained."""
+        return math.nan if self.diverged or not self.steps else self.total / self.steps
