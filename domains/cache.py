@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -38,3 +40,19 @@ def write_lines(path: Path, lines: Iterable[str]) -> None:
         fh.writelines(f"{line}\n" for line in lines)
     os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the corpus from other users of a shared cache
     os.replace(tmp, path)
+
+
+MANIFEST = "MANIFEST.json"  # written last into a generated corpus: its presence with equal params = done
+
+
+def manifest_params(folder: Path) -> dict[str, Any] | None:
+    """The parameters a generated corpus in ``folder`` was written with; None if absent or unreadable."""
+    try:
+        return json.loads((folder / MANIFEST).read_text())["params"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_manifest(folder: Path, params: dict[str, Any], counts: dict[str, Any]) -> None:
+    """Mark ``folder`` as a complete corpus generated with ``params`` (``counts`` for the reader's benefit)."""
+    (folder / MANIFEST).write_text(json.dumps({"params": params, "counts": counts}, indent=1) + "\n")

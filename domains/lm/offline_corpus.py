@@ -24,14 +24,13 @@ takes about 3-4 s of one core; ``write_corpus`` with default arguments writes 67
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from domains.cache import write_lines
+from domains.cache import manifest_params, write_lines, write_manifest
 from domains.gettext_mo import mo_entries
 
 LOCALE_GLOB = "/usr/share/locale/*/LC_MESSAGES/*.mo"
@@ -39,7 +38,6 @@ TRAIN_DIR = "training-monolingual.tokenized.shuffled"
 VALID_DIR = "heldout-monolingual.tokenized.shuffled"
 TRAIN_GLOB = f"{TRAIN_DIR}/news.en-*"
 VALID_GLOB = f"{VALID_DIR}/news.en.heldout-*"
-MANIFEST = "MANIFEST.json"
 FORMAT_VERSION = 1
 ORDER_SEED = 0
 
@@ -140,13 +138,8 @@ def write_corpus(out_dir: str | Path, max_sentences: int | None = None, valid_se
     out = Path(out_dir)
     params = {"version": FORMAT_VERSION, "max_sentences": max_sentences, "valid_sentences": valid_sentences,
               "lines_per_file": lines_per_file}
-    manifest = out / MANIFEST
-    if manifest.is_file():
-        try:
-            if json.loads(manifest.read_text())["params"] == params:
-                return out
-        except (ValueError, KeyError):
-            pass
+    if manifest_params(out) == params:
+        return out
     sentences = english_sentences()
     valid, train = sentences[:valid_sentences], sentences[valid_sentences:]
     if max_sentences is not None:
@@ -163,5 +156,5 @@ def write_corpus(out_dir: str | Path, max_sentences: int | None = None, valid_se
     counts = {"train_sentences": len(train), "valid_sentences": len(valid),
               "train_words": sum(len(s.split()) for s in train),
               "train_characters": sum(len(s) for s in train)}
-    manifest.write_text(json.dumps({"params": params, "counts": counts}, indent=1) + "\n")
+    write_manifest(out, params, counts)
     return out

@@ -21,20 +21,18 @@ fixed pseudo-random order (seed 0).
 from __future__ import annotations
 
 import glob
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-from domains.cache import write_lines
+from domains.cache import manifest_params, write_lines, write_manifest
 from domains.gettext_mo import mo_entries
 from domains.lm.offline_corpus import is_sentence, tokenize
 
 SOURCE_LANG, TARGET_LANG = "de", "en"
 LOCALE_GLOB = "/usr/share/locale/de/LC_MESSAGES/*.mo"
 TRAIN_PREFIX, VALID_PREFIX = "train", "valid"
-MANIFEST = "MANIFEST.json"
 FORMAT_VERSION = 1
 ORDER_SEED = 0
 
@@ -96,13 +94,8 @@ def write_corpus(out_dir: str | Path, max_pairs: int | None = None, valid_pairs:
     """
     out = Path(out_dir)
     params = {"version": FORMAT_VERSION, "max_pairs": max_pairs, "valid_pairs": valid_pairs, "pattern": pattern}
-    manifest = out / MANIFEST
-    if manifest.is_file():
-        try:
-            if json.loads(manifest.read_text())["params"] == params:
-                return out
-        except (ValueError, KeyError):
-            pass
+    if manifest_params(out) == params:
+        return out
     pairs = gettext_pairs(pattern)
     valid, train = pairs[:valid_pairs], pairs[valid_pairs:]
     if max_pairs is not None:
@@ -116,5 +109,5 @@ def write_corpus(out_dir: str | Path, max_pairs: int | None = None, valid_pairs:
     counts = {"train_pairs": len(train), "valid_pairs": len(valid),
               "train_target_words": sum(len(e.split()) for _, e in train),
               "train_source_words": sum(len(d.split()) for d, _ in train)}
-    manifest.write_text(json.dumps({"params": params, "counts": counts}, indent=1) + "\n")
+    write_manifest(out, params, counts)
     return out

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import re
 import shutil
@@ -31,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from domains.base import DataSourceError
+from domains.cache import manifest_params, write_manifest
 
 FORMAT_VERSION = 2
 TRAIN_SPLIT, VALID_SPLIT = "train-espeak", "dev-espeak"
-MANIFEST = "MANIFEST.json"
 INSTALL_HINT = "pip install espeakng-loader (bundles libespeak-ng), or apt-get install espeak-ng"
 
 ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
@@ -147,7 +146,7 @@ def write_espeak_corpus(out_dir: str | Path, train_utterances: int = 500, valid_
     out = Path(out_dir)
     params = {"version": FORMAT_VERSION, "train": train_utterances, "valid": valid_utterances,
               "min_words": min_words, "max_words": max_words, "seed": seed}
-    if _manifest_params(out) == params:
+    if manifest_params(out) == params:
         return out
     candidates = [s for s in (speakable(x, min_words, max_words) for x in (sentences or english_sentences)())
                   if s is not None]
@@ -185,21 +184,14 @@ def write_espeak_corpus(out_dir: str | Path, train_utterances: int = 500, valid_
         counts = {"train_utterances": train_utterances, "valid_utterances": valid_utterances,
                   "train_seconds": round(seconds[TRAIN_SPLIT], 3), "valid_seconds": round(seconds[VALID_SPLIT], 3),
                   "sample_rate": synth.sample_rate, "speakers": [f"{v} pitch {p}" for v, p in speakers]}
-        (tmp / MANIFEST).write_text(json.dumps({"params": params, "counts": counts}, indent=1) + "\n")
+        write_manifest(tmp, params, counts)
         if out.exists():
             shutil.rmtree(out)  # written with other arguments
         try:
             os.replace(tmp, out)
         except OSError:
-            if _manifest_params(out) != params:  # not a concurrent writer that won the race
+            if manifest_params(out) != params:  # not a concurrent writer that won the race
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _manifest_params(out: Path) -> dict | None:
-    try:
-        return json.loads((out / MANIFEST).read_text())["params"]
-    except (OSError, ValueError, KeyError):
-        return None

@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from domains.base import TrialSetup
+from domains.cache import MANIFEST
 from domains.lm import LMDomain
-from domains.lm.offline_corpus import MANIFEST, TRAIN_GLOB, VALID_GLOB, is_sentence, tokenize, write_corpus
+from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, is_sentence, tokenize, write_corpus
 
 
 def lines_of(pattern: Path) -> list[str]:

@@ -15,10 +15,11 @@ import pytest
 
 from domains import registry
 from domains.base import DataSourceError
+from domains.cache import MANIFEST
 from domains.nmt import NMTDomain
 from domains.nmt import domain as nmt_domain
 from domains.nmt.data import NMTData
-from domains.nmt.offline_corpus import MANIFEST, write_corpus
+from domains.nmt.offline_corpus import write_corpus
 from orchestrator.cli import main as cli_main
 
 Writer = Callable[[Path, list[str] | str], Path]

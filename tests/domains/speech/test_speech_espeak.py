@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from domains.cache import MANIFEST
 from domains.speech import SpeechDomain
-from domains.speech.espeak import MANIFEST, TRAIN_SPLIT, VALID_SPLIT, Synthesizer, speakable, write_espeak_corpus
+from domains.speech.espeak import TRAIN_SPLIT, VALID_SPLIT, Synthesizer, speakable, write_espeak_corpus
 from tests.domains.speech.conftest import SENTENCES, make_corpus
 
 
