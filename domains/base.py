@@ -15,12 +15,17 @@ The orchestrator never imports a concrete domain; it only talks to this interfac
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
 
 
 class DataSourceError(ValueError):
@@ -62,9 +67,39 @@ class TrainStats:
 
 
 class Task(abc.ABC):
-    """A model being trained on one shard. Owns model, optimizer, data cursor and RNG state."""
+    """A model being trained on one shard. Owns model, optimizer, data cursor and RNG state.
+
+    Data-parallel trials (``workers`` > 1) run one replica of the task per worker, all built from the same seed.
+    A task takes part with two calls in ``train``: it trains on ``rank_share(batch)`` of every batch, and passes
+    each step's loss through ``synced`` right after ``backward()``, before clipping and the optimizer step. When
+    the task trains alone (the default) both return their argument unchanged.
+    """
 
     num_params: int
+    model: torch.nn.Module  # what the optimizer trains; data-parallel replicas average its gradients
+    rank: int = 0
+    world_size: int = 1
+    _sync: Callable[[Any], Any] | None = None
+
+    def join_replicas(self, rank: int, world_size: int, sync: Callable[[Any], Any]) -> None:
+        """Become replica ``rank`` of ``world_size``. ``sync(loss)`` averages the gradients over the replicas and
+        returns the loss averaged over them, so every replica takes the same divergence decisions."""
+        self.rank, self.world_size, self._sync = rank, world_size, sync
+
+    def rank_share(self, batch: T) -> T:
+        """This replica's part of a batch (array, tensor or list of examples): every ``world_size``-th example from
+        ``rank``, so replicas see disjoint parts of one batch and length-sorted batches split evenly. A batch
+        smaller than the world lends its examples round-robin rather than leave a replica without data."""
+        if self.world_size == 1:
+            return batch
+        n = len(batch)  # type: ignore[arg-type]
+        if n < self.world_size:
+            return batch[self.rank % n:self.rank % n + 1]  # type: ignore[index]
+        return batch[self.rank::self.world_size]  # type: ignore[index]
+
+    def synced(self, loss: T) -> T:
+        """The step's loss once the replicas' gradients are averaged (the loss itself when training alone)."""
+        return loss if self._sync is None else self._sync(loss)
 
     @abc.abstractmethod
     def train(self, steps: int) -> TrainStats:

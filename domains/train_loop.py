@@ -8,15 +8,21 @@ e.g. a multiple of the loss of uniform guessing) counts as diverged too.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 
 def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   clip: float) -> float:
-    """Backward, gradient-norm clipping (``clip`` <= 0: none) and one update; the loss as a float."""
+                   clip: float, sync: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Backward, gradient-norm clipping (``clip`` <= 0: none) and one update; the loss as a float.
+
+    ``sync`` (a task's ``Task.synced``) averages the gradients of data-parallel replicas before they are clipped,
+    and the loss with them."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if sync is not None:
+        loss = sync(loss)
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()

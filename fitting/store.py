@@ -58,8 +58,17 @@ RESULT_SCHEMA = pa.schema(
         ("finished_at", pa.timestamp("ms", tz="UTC")),
         ("code_version", pa.string()),
         ("error", pa.string()),
+        # Placement of the attempt that finished the trial, as the trainable saw it (null in older stores): the
+        # Ray node, the GPU ids Ray assigned, and wall-clock start and last report. Enough to check placement
+        # and GPU-slot utilization from the store alone (orchestrator.utilization).
+        ("node_id", pa.string()),
+        ("gpu_ids", pa.list_(pa.string())),
+        ("run_started_at", pa.timestamp("us", tz="UTC")),
+        ("run_ended_at", pa.timestamp("us", tz="UTC")),
     ]
 )
+# Columns every results file must have; any other column missing from an older file reads as null.
+REQUIRED_COLUMNS = ("trial_key", "domain", "family", "fraction", "train_size", "status", "best_value")
 
 HISTORY_SCHEMA = pa.schema(
     [
@@ -96,6 +105,14 @@ def _atomic_write(table: pa.Table, fs: pafs.FileSystem, path: str) -> None:
 
 def _json(value: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(value or {}), sort_keys=True, default=float)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """A results table in exactly the store's schema: columns an older file lacks are added as nulls, so readers
+    never meet a missing column (files written before a column existed stay readable)."""
+    columns = [table[n] if n in table.column_names else pa.nulls(table.num_rows, RESULT_SCHEMA.field(n).type)
+               for n in RESULT_SCHEMA.names]
+    return pa.Table.from_arrays(columns, names=RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
 
 
 @dataclass
@@ -158,12 +175,10 @@ class ResultsStore:
     def read_file(self, path: str) -> pa.Table:
         """One result file, checked against the schema."""
         table = pq.read_table(path, filesystem=self.fs)
-        missing = [n for n in ("trial_key", "domain", "family", "fraction", "train_size", "status", "best_value")
-                   if n not in table.column_names]
+        missing = [n for n in REQUIRED_COLUMNS if n not in table.column_names]
         if missing:
             raise ValueError(f"missing columns {missing}")
-        return table.select([n for n in RESULT_SCHEMA.names if n in table.column_names]).cast(
-            pa.schema([RESULT_SCHEMA.field(n) for n in RESULT_SCHEMA.names if n in table.column_names]))
+        return conform(table)
 
     def read_results(self, warnings: list[str] | None = None) -> pa.Table:
         """All trial rows. A broken file is skipped with a warning (logged and appended to ``warnings``)."""

@@ -8,21 +8,26 @@ fraction, width) and routes each trial's events to its group's instance, so with
 are Ray's own.
 
 Tune does not save scheduler state with the experiment (``Tuner.restore`` starts schedulers fresh), so the
-rungs are persisted to ``state_path`` whenever they change and reloaded when the scheduler is unpickled by
-``Tuner.restore``.
+rungs, the trial-to-group map and the set of finished trials are persisted to ``state_path`` (a local path or any
+pyarrow filesystem URI, e.g. ``s3://bucket/...?endpoint_override=...``) and reloaded when ``Tuner.restore``
+unpickles the scheduler. A trial that had finished before the driver died, but that Tune's last (periodic)
+experiment snapshot still lists as running, is marked terminated on restore instead of being trained again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
+import uuid
 from collections.abc import Callable, Hashable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
+import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from fitting.store import resolve
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -30,6 +35,41 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GroupFn = Callable[[dict[str, Any]], Hashable]
+
+
+def redact(uri: str) -> str:
+    """The URI without credentials or query options, for log lines (``s3://key:secret@bucket`` must not leak)."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Readers see the old bytes or the new ones, never a torn file: rename on a local disk, one PUT elsewhere."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        parent, _, name = path.rpartition("/")
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+    else:
+        with fs.open_output_stream(path) as out:  # the object appears only when the upload completes
+            out.write(data)
+
+
+def load_state(uri: str) -> dict[str, Any] | None:
+    """The persisted scheduler state at ``uri`` (path or pyarrow URI), or None if none was saved yet."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return pickle.loads(f.read())
+
+
+def _signature(sched: AsyncHyperBandScheduler) -> tuple[int, int]:
+    """Changes whenever the group's membership or rungs change: ASHA only ever adds rung entries, never edits."""
+    return len(sched._trial_info), sum(len(recorded) for b in sched._brackets for _, recorded in b._rungs)
 
 
 class GroupedASHAScheduler(FIFOScheduler):
@@ -55,7 +95,10 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._metric, self._mode = metric, mode
         self._groups: dict[Hashable, AsyncHyperBandScheduler] = {}
         self._group_of_trial: dict[str, Hashable] = {}
-        self._state_path = state_path
+        self._completed: set[str] = set()  # trial ids that finished: never resumed after a restore
+        self._state_path = state_path  # a path or URI string; the filesystem is resolved lazily, never pickled
+        self._fs: tuple[pafs.FileSystem, str] | None = None
+        self._save_failed = False
         self._num_stopped = 0
         AsyncHyperBandScheduler(metric=metric or "_", mode=mode or "min", **self._asha_kwargs)  # validate now
 
@@ -83,29 +126,40 @@ class GroupedASHAScheduler(FIFOScheduler):
 
     # --- trial events: routed to the trial's group -----------------------------------------------------
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        if trial.trial_id in self._completed:
+            # Finished (and recorded) before the driver died, after Tune's last snapshot: Tune would train it
+            # again. The controller files the trial by its status right after this call, so this is safe here.
+            if not trial.is_finished():
+                log.warning("trial %s had finished before the sweep was interrupted; not running it again", trial)
+                trial.set_status(Trial.TERMINATED)
+            return
         sched = self._scheduler_for(trial)
         if trial.trial_id not in sched._trial_info:  # a restored trial keeps its bracket and rungs
             sched.on_trial_add(tune_controller, trial)
+        # not saved here: a trial without results needs no state, and a restore adds it again anyway
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         sched = self._scheduler_for(trial)
+        before = _signature(sched)
         if trial.trial_id not in sched._trial_info:
             sched.on_trial_add(tune_controller, trial)
         action = sched.on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
-        self._save()
+        if _signature(sched) != before:  # most results fall between rungs: no write for them
+            self._save()
         return action
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
         sched = self._scheduler_for(trial)
         if trial.trial_id in sched._trial_info:
             sched.on_trial_complete(tune_controller, trial, result)
-        self._save()
+            sched._trial_info.pop(trial.trial_id, None)  # ASHA keeps it when the result lacks the metric
+        self._completed.add(trial.trial_id)
+        self._save()  # before the results callback writes the row: a stored row implies a saved completion
 
     def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
-        sched = self._scheduler_for(trial)
-        sched._trial_info.pop(trial.trial_id, None)
+        self._scheduler_for(trial)._trial_info.pop(trial.trial_id, None)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
         self._scheduler_for(trial)._trial_info.pop(trial.trial_id, None)
@@ -120,23 +174,31 @@ class GroupedASHAScheduler(FIFOScheduler):
     # --- persistence (Tune does not restore scheduler state by itself) ---------------------------------
     def _state(self) -> dict[str, Any]:
         return {"groups": {k: s.__dict__ for k, s in self._groups.items()},
-                "group_of_trial": self._group_of_trial, "num_stopped": self._num_stopped}
+                "group_of_trial": self._group_of_trial, "completed": self._completed,
+                "num_stopped": self._num_stopped}
+
+    def _location(self) -> tuple[pafs.FileSystem, str]:
+        if self._fs is None:
+            assert self._state_path is not None
+            fs, path = resolve(self._state_path)
+            fs.create_dir(path.rpartition("/")[0], recursive=True)  # once per process, not per write
+            self._fs = fs, path
+        return self._fs
 
     def _save(self) -> None:
         if self._state_path is None:
             return
-        path = Path(self._state_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            pickle.dump(self._state(), f)
-        tmp.replace(path)
+        try:
+            write_atomic(*self._location(), pickle.dumps(self._state()))
+        except OSError:  # the sweep goes on; the next save carries the whole state again
+            if not self._save_failed:
+                log.warning("could not save per-group ASHA state to %s; a resumed sweep may retrain trials",
+                            redact(self._state_path), exc_info=True)
+            self._save_failed = True
+        else:
+            self._save_failed = False
 
-    def _load(self) -> None:
-        if self._state_path is None or not Path(self._state_path).is_file():
-            return
-        with open(self._state_path, "rb") as f:
-            state = pickle.load(f)
+    def _apply(self, state: dict[str, Any]) -> None:
         self._groups = {}
         for key, attrs in state["groups"].items():
             sched = AsyncHyperBandScheduler(metric=self._metric or "_", mode=self._mode or "min",
@@ -144,21 +206,37 @@ class GroupedASHAScheduler(FIFOScheduler):
             sched.__dict__.update(attrs)
             self._groups[key] = sched
         self._group_of_trial = state["group_of_trial"]
+        self._completed = set(state.get("completed", ()))
         self._num_stopped = state["num_stopped"]
-        log.info("restored per-group ASHA state: %d groups from %s", len(self._groups), self._state_path)
+
+    def _load(self) -> None:
+        if self._state_path is None:
+            return
+        try:
+            state = load_state(self._state_path)
+        except (OSError, pickle.UnpicklingError, EOFError, KeyError):
+            log.warning("could not read per-group ASHA state from %s; ASHA starts afresh",
+                        redact(self._state_path), exc_info=True)
+            return
+        if state is None:
+            return
+        self._apply(state)
+        entries = sum(_signature(s)[1] for s in self._groups.values())
+        log.warning("restored per-group ASHA state from %s: %d groups, %d rung entries, %d finished trials",
+                    redact(self._state_path), len(self._groups), entries, len(self._completed))
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self._state(), f)
+        write_atomic(*resolve(checkpoint_path), pickle.dumps(self._state()))
 
     def restore(self, checkpoint_path: str) -> None:
-        self._state_path, old = checkpoint_path, self._state_path
-        try:
-            self._load()
-        finally:
-            self._state_path = old
+        state = load_state(checkpoint_path)
+        if state is not None:
+            self._apply(state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fs": None}  # pyarrow filesystems hold connections and credentials
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Tuner.restore unpickles the scheduler as it was when the sweep started; bring back the rungs.
-        self.__dict__.update(state)
+        self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, **state})
         self._load()

@@ -53,7 +53,8 @@ class TrialPlan:
     size_unit: str
     stopping: dict[str, Any]
     threads: int
-    resources: dict[str, float]  # what the trial asks Ray for: {"cpu": ..., "gpu": ...}
+    resources: dict[str, float]  # what the trial asks Ray for: {"cpu": ..., "gpu": ...}, per worker
+    workers: int = 1  # > 1: data-parallel on that many workers (orchestrator.data_parallel)
     train_size: float | None = None  # filled in once the domain's data is prepared
 
     def to_config(self) -> dict[str, Any]:
@@ -164,6 +165,7 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                 rng = random.Random(f"{spec.seed}/{name}/{family}/{width}")
                 configs = _expand_hparams(dspec.hparams_for(family), dspec.samples, rng)
                 resources = dspec.resources.for_width(width)
+                workers = dspec.resources.workers_for(width)
                 threads = max(1, int(resources["cpu"]))
                 for hp in configs:
                     hparams = {**defaults, **hp}
@@ -181,7 +183,7 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                                 family=family, fraction=float(fraction), width=width, hparams=hparams, seed=seed,
                                 metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
                                 stopping=dspec.stopping_for(family), threads=threads,
-                                resources=resources))
+                                resources=resources, workers=workers))
     if problems:
         raise SpecError(f"invalid sweep spec {spec.name!r}:\n" + "\n".join(problems))
     return trials

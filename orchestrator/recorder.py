@@ -44,6 +44,15 @@ def _finite_or_none(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
+def _placement(last: dict[str, Any]) -> dict[str, Any]:
+    """Node, GPU ids and wall-clock span of the attempt that sent the last result (None when it sent none)."""
+    began, ended = last.get("run_started_at"), last.get("reported_at")
+    ids = last.get("gpu_ids")
+    return {"node_id": last.get("node_id"), "gpu_ids": None if ids is None else [g for g in ids.split(",") if g],
+            "run_started_at": _utc(began) if began is not None else None,
+            "run_ended_at": _utc(ended) if ended is not None else None}
+
+
 def _error_text(trial: Trial) -> str:
     path = getattr(trial, "error_file", None)
     try:
@@ -124,7 +133,7 @@ class ResultsRecorder(Callback):
             "steps": last.get("steps", 0), "samples": last.get("samples", 0.0), "iterations": last.get("iter", 0),
             "restores": last.get("restores", 0),
             "wall_seconds": float(last.get("elapsed", 0.0)), "started_at": _utc(started), "finished_at": _utc(now),
-            "code_version": code_version(), "error": error,
+            "code_version": code_version(), "error": error, **_placement(last),
         }
         history = sorted(self._history.pop(trial.trial_id, {}).values(), key=lambda h: h["iteration"])
         try:

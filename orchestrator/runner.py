@@ -1,9 +1,10 @@
 """Run a sweep: validate, prepare data once, then one Ray Tune Tuner with per-group ASHA.
 
 A sweep is resumable by running it again. If Tune's experiment state exists it is restored (unfinished and
-errored trials continue from their checkpoints, the per-group ASHA rungs come back from disk); any planned
-trial still missing from the results store afterwards runs in a top-up round. Results are keyed by the
-trial's deterministic key, so whatever the interruption, each trial ends as exactly one row.
+errored trials continue from their checkpoints, the per-group ASHA rungs come back from storage); any planned
+trial still missing from the results store afterwards runs in a top-up round. Tune state torn by a killed driver
+is set aside (see ``restorable``). Results are keyed by the trial's deterministic key, so whatever the
+interruption, each trial ends as exactly one row.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickletools
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 import ray
@@ -23,6 +27,7 @@ from ray import tune
 
 from fitting.store import ResultsStore, resolve
 from orchestrator.dashboard_metrics import DashboardMetrics
+from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
 from orchestrator.group_asha import GroupedASHAScheduler
 from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
 from orchestrator.progress import ProgressDisplay
@@ -34,7 +39,13 @@ log = logging.getLogger(__name__)
 
 TUNE_DIR = "tune"
 CACHE_DIR = "cache"
-ASHA_STATE = "grouped_asha.pkl"
+# Per-group ASHA state lives beside Tune's experiment folder, not in it: on restore Tune copies every *.pkl/*.json
+# of that folder into its staging area and uploads the staging area again on each snapshot, which would overwrite
+# the live state with the stale copy.
+ASHA_STATE_SUFFIX = ".grouped_asha.pkl"
+EXPERIMENT_STATE_PREFIX = "experiment_state-"  # Tune's TuneController.CKPT_FILE_TMPL
+SESSION_STAMP = re.compile(r"-\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")  # Tune's session string in its file names
+TUNER_STATE = "tuner.pkl"  # written once when the Tuner is created; its presence makes an experiment restorable
 # Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times since the last snapshot;
 # keeping 2 halves those snapshots against 1 and bounds disk use (its warning about them is silenced below).
 CHECKPOINTS_KEPT = 2
@@ -136,6 +147,71 @@ def load_saved_spec(storage: str, name: str | None = None) -> SweepSpec:
         return parse_spec(json.loads(f.read()), f"{storage}/{SPECS_DIR}/{chosen}.json")
 
 
+def asha_state_uri(storage: str, name: str) -> str:
+    """Where experiment ``name`` keeps its per-group ASHA state: a path, or a URI with the storage's options."""
+    leaf = f"{TUNE_DIR}/{name}{ASHA_STATE_SUFFIX}"
+    if "://" not in storage:
+        return f"{resolve(storage)[1]}/{leaf}"
+    parts = urlsplit(storage)  # the query (endpoint, region, ...) must stay after the path
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{leaf}"))
+
+
+def intact(data: bytes) -> bool:
+    """Whether a Tune state file is whole: JSON that parses, or a pickle whose opcodes run to STOP (checked
+    without unpickling). Tune keeps both under ``.json`` names (its searcher state is a pickle)."""
+    try:
+        json.loads(data)
+        return True
+    except ValueError:
+        pass
+    try:
+        for _ in pickletools.genops(data):
+            pass
+        return True
+    except Exception:  # truncated, or not a pickle at all: whatever does not parse counts as torn
+        return False
+
+
+def restorable(experiment: str, fs: pafs.FileSystem) -> bool:
+    """Whether Tune can pick this experiment up again; state files torn by a killed driver are set aside first.
+
+    Tune uploads its snapshot (``experiment_state-*.json``, searcher and callback state) to storage with a plain
+    copy, so a driver killed mid-upload can leave a truncated file. Tune's restore then fails, logs "Failed to
+    restore the run state" and restarts the experiment without its param_space (``Tuner.restore`` keeps none),
+    so no trial runs. Tune reads the newest file of each kind (by name: they end in the session's timestamp);
+    a torn one is renamed to ``*.torn`` so Tune falls back to the next. With no whole experiment state left, the
+    caller starts a fresh Tune experiment (the results store keeps every finished trial)."""
+    if not tune.Tuner.can_restore(experiment, storage_filesystem=fs):
+        return False
+    kinds: dict[str, list[pafs.FileInfo]] = {}
+    for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pkl")):
+            kinds.setdefault(SESSION_STAMP.sub("", info.base_name), []).append(info)
+    whole: set[str] = set()
+    for infos in kinds.values():
+        for info in sorted(infos, key=lambda i: i.base_name, reverse=True):
+            with fs.open_input_stream(info.path) as f:
+                if intact(f.read()):
+                    whole.add(info.base_name)
+                    break
+            log.warning("Tune state file %s was torn by the interruption; set aside as %s.torn", info.base_name,
+                        info.base_name)
+            fs.move(info.path, f"{info.path}.torn")
+    if TUNER_STATE not in whole or not any(n.startswith(EXPERIMENT_STATE_PREFIX) for n in whole):
+        log.warning("Tune experiment %s has no whole state to restore; unfinished trials start afresh", experiment)
+        return False
+    return True
+
+
+def restore_tuner(experiment: str, trainable: Any, fs: pafs.FileSystem) -> tune.Tuner | None:
+    """The interrupted Tune experiment with its per-group ASHA state, or None when there is nothing to restore."""
+    if not restorable(experiment, fs):
+        return None
+    log.warning("resuming sweep from %s", experiment)
+    return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                              storage_filesystem=fs)
+
+
 def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.TrialScheduler:
     rungs = {d.early_stopping.model_dump_json(exclude={"max_steps", "eval_every", "patience", "min_delta"})
              for d in spec.domains.values()}
@@ -153,14 +229,21 @@ def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.Trial
 
 
 def trial_resources(config: dict[str, Any]) -> dict[str, float]:
-    """Per-trial resource request, so domains of one sweep can ask for different CPUs and GPUs."""
-    return dict(config["trial"]["resources"])
+    """Per-trial resource request, so domains of one sweep can ask for different CPUs and GPUs.
+
+    A data-parallel trial (``workers`` > 1) only drives a Ray Train run: it holds a sliver of a CPU, and its
+    workers ask Ray for the CPUs and GPUs themselves (``orchestrator.data_parallel``)."""
+    plan = config["trial"]
+    if plan.get("workers", 1) > 1:
+        return dict(DRIVER_RESOURCES)
+    return dict(plan["resources"])
 
 
 def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
                storage_fs: pafs.FileSystem, callbacks: list[Any], scheduler: Any,
                reuse_actors: bool = True) -> tune.Tuner:
-    """The sweep's Tuner: one grid point per planned trial, actors reused between trials."""
+    """The sweep's Tuner: one grid point per planned trial, actors reused between trials. ``ReleaseWorkers``
+    makes sure the workers of a stopped data-parallel trial give their resources back."""
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
@@ -168,7 +251,8 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
                                     max_concurrent_trials=spec.max_concurrent_trials,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage_path, storage_filesystem=storage_fs, callbacks=callbacks, verbose=0,
+            name=name, storage_path=storage_path, storage_filesystem=storage_fs,
+            callbacks=[*callbacks, ReleaseWorkers()], verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
     )
@@ -191,13 +275,9 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
     save_spec(spec, storage)
     refs = {name: ray.put(p) for name, p in prepared.items()}
     trainable = tune.with_resources(tune.with_parameters(run_trial, prepared_refs=refs), trial_resources)
-    local = local_dir_of(storage)
     fs, root = resolve(storage)  # Tune gets the same pyarrow filesystem (URI query options such as endpoints kept)
     tune_path = f"{root}/{TUNE_DIR}"
     experiment = f"{tune_path}/{spec.name}"
-
-    def state_path(name: str) -> str | None:  # per-group ASHA rungs, beside Tune's own experiment state
-        return str(local / TUNE_DIR / name / ASHA_STATE) if local else None
 
     def callbacks(total: int) -> list[Any]:
         cbs: list[Any] = [ResultsRecorder(storage), DashboardMetrics()]
@@ -207,18 +287,16 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
 
     ran = 0
     started = time.monotonic()
-    if tune.Tuner.can_restore(experiment, storage_filesystem=fs):
-        log.warning("resuming sweep %s from %s", spec.name, experiment)
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True,
-                                   storage_filesystem=fs)
-        tuner.fit()
+    restored = restore_tuner(experiment, trainable, fs)
+    if restored is not None:
+        restored.fit()
         ran += 1
     done = store.finished_keys()
     todo = [t for t in trials if t.trial_key not in done]
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
         tuner = make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),
-                           _scheduler(spec, state_path(name)), reuse_actors=reuse_actors)
+                           _scheduler(spec, asha_state_uri(storage, name)), reuse_actors=reuse_actors)
         tuner.fit()
     return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo),
                         tune_seconds=time.monotonic() - started)

@@ -132,40 +132,66 @@ class EarlyStopping(_Strict):
         return self
 
 
+def _whole_gpus(v: float | None) -> float | None:
+    if v is not None and v > 1 and not float(v).is_integer():
+        raise ValueError(f"more than one GPU must be a whole number, got {v}")
+    return v
+
+
 class ResourceRule(_Strict):
     """Resources for trials from a model size upwards: the widest rule whose ``min_width`` fits applies."""
 
     min_width: int = Field(ge=1)
     cpu: float | None = Field(None, gt=0)
     gpu: float | None = Field(None, ge=0)
+    workers: int | None = Field(None, ge=1)
+
+    _packable = field_validator("gpu")(_whole_gpus)
 
 
 class Resources(_Strict):
     """What one trial asks Ray for, by model width.
 
     Fractional ``gpu`` packs several small models on one GPU; ``rules`` give larger widths whole GPUs (and more
-    CPUs for their data loaders). On a cluster without GPUs the GPU requests are dropped, so one spec runs on
-    a laptop and on a GPU cluster unchanged.
+    CPUs for their data loaders). ``workers`` > 1 trains a model too big or slow for one GPU data-parallel on
+    that many workers (a Ray Train run inside the trial), each with ``cpu`` and ``gpu``. On a cluster without
+    GPUs the GPU requests are dropped (data-parallel workers then average gradients over gloo on CPU), so one
+    spec runs on a laptop and on a GPU cluster unchanged.
     """
 
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
     rules: list[ResourceRule] = Field(default_factory=list)
 
-    @field_validator("gpu")
-    @classmethod
-    def _packable(cls, v: float) -> float:
-        if v > 1 and not float(v).is_integer():
-            raise ValueError(f"more than one GPU must be a whole number, got {v}")
-        return v
+    _packable = field_validator("gpu")(_whole_gpus)
 
-    def for_width(self, width: int) -> dict[str, float]:
-        """The request of a trial of this width."""
-        request = {"cpu": self.cpu, "gpu": self.gpu}
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> Resources:
+        # NCCL runs one rank per GPU, and a task trains on one device: a data-parallel worker gets 0 or 1 GPU
+        for where, width in [("", 0)] + [(f"rules[{i}] (min_width {r.min_width}): ", r.min_width)
+                                          for i, r in enumerate(self.rules)]:
+            request = self._request(width)
+            if request["workers"] > 1 and request["gpu"] not in (0, 1):
+                raise ValueError(f"{where}workers: {request['workers']} data-parallel workers need gpu 0 or 1 "
+                                 f"each (one GPU per worker), got gpu {request['gpu']:g}")
+        return self
+
+    def _request(self, width: int) -> dict[str, float]:
+        request = {"cpu": self.cpu, "gpu": self.gpu, "workers": self.workers}
         for rule in sorted(self.rules, key=lambda r: r.min_width):
             if width >= rule.min_width:
-                request.update(rule.model_dump(include={"cpu", "gpu"}, exclude_none=True))
+                request.update(rule.model_dump(include={"cpu", "gpu", "workers"}, exclude_none=True))
         return request
+
+    def for_width(self, width: int) -> dict[str, float]:
+        """The request of a trial of this width (per worker, for a data-parallel trial)."""
+        request = self._request(width)
+        return {"cpu": request["cpu"], "gpu": request["gpu"]}
+
+    def workers_for(self, width: int) -> int:
+        """How many data-parallel workers train a model of this width (1: the trial trains it alone)."""
+        return int(self._request(width)["workers"])
 
 
 class TrialStopping(_Strict):

@@ -4,7 +4,8 @@ The trial owns a monotonic resource counter (optimizer steps) that survives rest
 ``training_iteration``; per-group ASHA compares trials on it. Each trial also stops itself when its
 validation metric has not improved for ``patience`` evaluations, and records a non-finite training loss as
 divergence instead of crashing. A checkpoint goes with every report, so a retried trial resumes where it
-stopped rather than from step 0.
+stopped rather than from step 0. A trial whose model trains on several data-parallel workers runs the same loop
+(``train_loop``) in each of them, on a Ray Train run it drives (``orchestrator.data_parallel``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 import torch
 from ray import tune
 from ray.util.metrics import Gauge
 
-from domains.base import TrialSetup
+from domains.base import Task, TrainStats, TrialSetup
 from domains.registry import get_domain
 from orchestrator.dashboard_metrics import samples_per_second_gauge
 
@@ -67,41 +68,112 @@ def _report_throughput(plan: Mapping[str, Any], samples_per_second: float) -> No
                                               "width": str(plan["width"])})
 
 
+def _placement(began: float) -> dict[str, Any]:
+    """Where and when this attempt ran (node, GPU ids, wall-clock start and this report's time), so placement and
+    GPU-slot utilization can be checked from the results store alone."""
+    # GPU ids as one comma-separated string: Tune's loggers take scalars and strings, not lists
+    return {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
+            "run_started_at": began, "reported_at": time.time()}
+
+
+def quiet_ray_logs() -> None:
+    """One INFO line per checkpoint from Ray Train and Tune would drown the progress display."""
+    for name in ("ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class TrialIO(Protocol):
+    """What the shared training loop needs from where it runs: ``TuneIO`` for a trial that trains alone, one
+    replica's ``orchestrator.data_parallel.ReplicaIO`` for a data-parallel trial."""
+
+    lead: bool  # the process that reports throughput and may be armed to fail (alone, or rank 0)
+
+    def restore(self) -> dict[str, Any] | None:
+        """The saved ``{"task", "progress"}`` of an earlier attempt, or None on a fresh start."""
+
+    def train(self, task: Task, steps: int) -> TrainStats:
+        """``task.train(steps)``, with samples counted over every process that trained."""
+
+    def evaluate(self, task: Task) -> dict[str, float]:
+        """``task.evaluate()``, the same on every process."""
+
+    def report(self, result: dict[str, Any], saved: dict[str, Any] | None) -> None:
+        """Report ``result``, with a checkpoint of ``saved`` unless it is None (the trial's last report)."""
+
+
+class TuneIO:
+    """A trial that trains in its own process: checkpoints and results go straight through Tune."""
+
+    lead = True
+
+    def restore(self) -> dict[str, Any] | None:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as d:
+            return torch.load(Path(d) / STATE_FILE, weights_only=False)
+
+    def train(self, task: Task, steps: int) -> TrainStats:
+        return task.train(steps)
+
+    def evaluate(self, task: Task) -> dict[str, float]:
+        return task.evaluate()
+
+    def report(self, result: dict[str, Any], saved: dict[str, Any] | None) -> None:
+        if saved is None:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(saved, Path(tmp) / STATE_FILE)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
 def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
     """Tune function trainable. ``config["trial"]`` is an ``orchestrator.plan.TrialPlan`` as a dict."""
+    began = time.time()  # this attempt's wall-clock start, model building included (see _placement)
     plan = config["trial"]
-    stop = plan["stopping"]
-    for name in ("ray.train", "ray.tune"):  # one INFO line per checkpoint would drown the progress display
-        logging.getLogger(name).setLevel(logging.WARNING)
+    if plan.get("workers", 1) > 1:  # data-parallel: this trial only drives a Ray Train run of its workers
+        from orchestrator.data_parallel import run_data_parallel  # imported here: that module imports this one
+
+        run_data_parallel(config, prepared_refs)
+        return
+    quiet_ray_logs()
     torch.set_num_threads(plan["threads"])
     domain = get_domain(plan["domain"])
     setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
                        hparams=plan["hparams"], seed=plan["seed"], threads=plan["threads"],
                        device="cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
     task = domain.build_task(_prepared(prepared_refs, plan["domain"]), setup)
+    train_loop(plan, task, TuneIO(), began=began)
 
+
+def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | None = None) -> None:
+    """Train in chunks of ``eval_every`` steps, evaluate and report (with a checkpoint) until the trial stops
+    itself: diverged, ``max_steps`` or ``patience``. Every process of a trial runs it and takes the same
+    decisions, so single-process and data-parallel trials keep one contract."""
+    stop = plan["stopping"]
     state: dict[str, Any] = {"steps": 0, "samples": 0.0, "iteration": 0, "best": {}, "since_best": 0,
                              "elapsed": 0.0, "restores": 0}
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / STATE_FILE, weights_only=False)
+    saved = io.restore()
+    if saved is not None:
         task.load_state_dict(saved["task"])
         state = saved["progress"]
         state["restores"] += 1
     metric = plan["metric"]
     started = time.monotonic() - state["elapsed"]
+    began = time.time() if began is None else began  # wall clock: this attempt's start (see _placement)
 
     while True:
         chunk = min(stop["eval_every"], stop["max_steps"] - state["steps"])
         tick = time.monotonic()
-        stats = task.train(chunk)
-        _report_throughput(plan, stats.samples / max(time.monotonic() - tick, 1e-9))
+        stats = io.train(task, chunk)
+        if io.lead:
+            _report_throughput(plan, stats.samples / max(time.monotonic() - tick, 1e-9))
         state["steps"] += stats.steps
         state["samples"] += stats.samples
         state["iteration"] += 1
         diverged = not math.isfinite(stats.loss)
-        metrics = {k: float("nan") for k in task.evaluate()} if diverged else task.evaluate()
+        metrics = {k: float("nan") for k in io.evaluate(task)} if diverged else io.evaluate(task)
         diverged = diverged or not math.isfinite(metrics.get(metric, float("nan")))
         value = metrics.get(metric, float("nan"))
         if not diverged and _improved(value, state["best"].get(metric, math.inf), stop["min_delta"]):
@@ -129,12 +201,11 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
             "final": reason is not None, "stop_reason": reason or "",
             **{f"val/{k}": v for k, v in metrics.items()},
             **{f"best/{k}": v for k, v in state["best"].items()},
+            **_placement(began),
         }
         if reason is not None:
-            tune.report(result)  # nothing left to resume: skip the checkpoint
+            io.report(result, None)  # nothing left to resume: skip the checkpoint
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"task": task.state_dict(), "progress": state}, Path(tmp) / STATE_FILE)
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
-        if state["iteration"] == 2:
+        io.report(result, {"task": task.state_dict(), "progress": state})
+        if state["iteration"] == 2 and io.lead:
             _maybe_fail_once(plan["trial_key"])

@@ -126,11 +126,13 @@ class ImageTask(Task):
         meter, images, errors = LossMeter(self._threshold), 0, 0
         for _ in range(steps):
             x, y = self.batches.next()
+            x, y = self.rank_share(x), self.rank_share(y)
             with self._autocast():
                 logits = self.model(self._input(x))
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hp.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            loss = self.synced(loss)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             errors += int((logits.argmax(1) != y).sum())

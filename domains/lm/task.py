@@ -11,7 +11,7 @@ restored task continues the very same run.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,7 @@ class LMTask(Task):
         self._starts = (torch.arange(hp.batch_size, device=self.device) * n) // hp.batch_size
         self._window = torch.arange(hp.bptt + 1, device=self.device)
         self._pos = 0  # tokens each reader has advanced, modulo the stream length
-        self._tokens = 0  # target tokens trained on so far (all readers)
+        self._tokens = 0  # target tokens trained on so far (all readers of this replica)
         self._hidden = self.model.init_hidden(hp.batch_size, self.device)
         self._diverged = False
         self._threshold = DIVERGENCE_FACTOR * math.log(model.vocab)
@@ -103,16 +103,22 @@ class LMTask(Task):
             chunk = self._stream[idx]
             logits, hidden = self.model(chunk[:, :-1], self._hidden)
             loss = F.cross_entropy(logits.reshape(-1, self.model.vocab), chunk[:, 1:].reshape(-1))
-            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip)
+            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip, self.synced)
             self._hidden = (hidden[0].detach(), hidden[1].detach())
             self._pos = (self._pos + self.hp.bptt) % n
-            self._tokens += self.hp.batch_size * self.hp.bptt
+            self._tokens += len(self._starts) * self.hp.bptt
             if not meter.add(value):
                 break
         self._diverged = meter.diverged
-        samples = float(meter.steps * self.hp.batch_size * self.hp.bptt)
+        samples = float(meter.steps * len(self._starts) * self.hp.bptt)
         extra = {"epochs": self._tokens / n, "diverged": float(self._diverged)}
         return TrainStats(loss=meter.mean, samples=samples, steps=meter.steps, extra=extra)
+
+    def join_replicas(self, rank: int, world_size: int, sync: Callable[[Any], Any]) -> None:
+        """A replica reads its share of the batch's readers and carries their LSTM state itself."""
+        super().join_replicas(rank, world_size, sync)
+        self._starts = self.rank_share(self._starts)
+        self._hidden = self.model.init_hidden(len(self._starts), self.device)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -193,7 +193,7 @@ class NMTTask(Task):
 
     def _next_batch(self) -> Batch:
         pool, j = self._cursor
-        batch = make_batch(self._batches.split, self._batches.batch(pool, j))
+        batch = make_batch(self._batches.split, self.rank_share(self._batches.batch(pool, j)))
         self._cursor = (pool, j + 1) if j + 1 < POOL else (pool + 1, 0)
         return batch.to(self.device)
 
@@ -208,7 +208,7 @@ class NMTTask(Task):
             warmup_lr(self.optimizer, self.hp.lr, self.hp.warmup_steps, self._steps)
             logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
             loss = token_loss(logits, batch.tgt_out, self.hp.label_smoothing)
-            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip)
+            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip, self.synced)
             self._steps += 1
             tokens += batch.tokens
             pairs += batch.src.size(0)

@@ -241,14 +241,14 @@ class SpeechTask(Task):
         for _ in range(steps):
             if self._cursor >= len(self._order):
                 self._order, self._cursor = self._epoch(), 0
-            b = self._batch(self._order[self._cursor])
+            b = self._batch(self.rank_share(self._order[self._cursor]))
             self._cursor += 1
             if self.hp.specaugment:
                 b.x = spec_augment(b.x, b.x_lens, self._gen)
             loss, _, _ = self._losses(b, getattr(self.hp, "label_smoothing", 0.0))
             loss = loss / b.y_lens.sum().clamp(min=1)  # nats per target character
             warmup_lr(self.optimizer, self.hp.lr, self.hp.warmup_steps, self._steps)
-            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip)
+            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip, self.synced)
             self._steps += 1
             seconds += b.seconds
             if not meter.add(value):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pickle
 import random
 
+import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from orchestrator.group_asha import GroupedASHAScheduler
-from orchestrator.runner import GroupKey
+from fitting.store import resolve
+from orchestrator.group_asha import GroupedASHAScheduler, load_state
+from orchestrator.runner import GroupKey, asha_state_uri
 
 ASHA = dict(time_attr="steps", metric="objective", mode="min", max_t=81, grace_period=1, reduction_factor=3)
 FIELDS = ("domain", "family", "fraction", "width")
@@ -111,3 +113,98 @@ def test_state_persists_and_restores(tmp_path) -> None:
     amnesiac = GroupedASHAScheduler(GroupKey(FIELDS), **ASHA)
     amnesiac.on_trial_add(None, trials[3])
     assert amnesiac.on_trial_result(None, trials[3], {"steps": 1, "objective": 10.0}) == TrialScheduler.CONTINUE
+
+
+def feed(sched: GroupedASHAScheduler, trials: list[Trial]) -> None:
+    """Three trials reach the first rung (steps 1) with objectives 0, 1, 2; the fourth only joins."""
+    for t in trials:
+        sched.on_trial_add(None, t)
+    for i, t in enumerate(trials[:3]):
+        sched.on_trial_result(None, t, {"steps": 1, "objective": float(i)})
+
+
+def rung_entries(state: dict) -> dict:
+    return {(key, milestone, tid): v for key, attrs in state["groups"].items()
+            for b in attrs["_brackets"] for milestone, recorded in b._rungs for tid, v in recorded.items()}
+
+
+def test_state_is_written_only_when_rungs_or_membership_change(tmp_path) -> None:
+    state = tmp_path / "asha.pkl"
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=str(state), **ASHA)
+    trials = [make_trial(f"t{i}") for i in range(3)]
+    for t in trials:
+        sched.on_trial_add(None, t)
+    assert not state.exists()  # adding trials alone writes nothing
+
+    def inode() -> int:  # every write is temp file + rename: a new inode
+        return state.stat().st_ino
+
+    sched.on_trial_result(None, trials[0], {"steps": 1, "objective": 1.0})  # rung 1 entry: written
+    first = inode()
+    sched.on_trial_result(None, trials[0], {"steps": 2, "objective": 0.9})  # between rungs: nothing to save
+    assert inode() == first
+    sched.on_trial_result(None, trials[0], {"steps": 3, "objective": 0.8})  # rung 3: written
+    third = inode()
+    assert third != first
+    sched.on_trial_result(None, trials[1], {"steps": 2, "objective": 0.7})  # passes rung 1 on its way: written
+    assert inode() != third
+    before = inode()
+    sched.on_trial_complete(None, trials[2], {"steps": 2, "objective": 5.0})  # completion: always written
+    assert inode() != before
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+    assert load_state(str(state))["completed"] == {"t2"}
+
+
+def test_state_on_a_file_uri_and_the_scheduler_pickles_without_a_filesystem(tmp_path) -> None:
+    uri = (tmp_path / "nested" / "asha.pkl").as_uri()  # file:///...; the parent folder does not exist yet
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=uri, **ASHA)
+    trials = [make_trial(f"t{i}") for i in range(4)]
+    feed(sched, trials)
+    assert sched._fs is not None and sched.__getstate__()["_fs"] is None
+    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=uri, **ASHA)))
+    assert rung_entries(restored._state()) == rung_entries(load_state(uri)) and len(rung_entries(load_state(uri))) == 3
+    restored.on_trial_add(None, trials[3])
+    assert restored.on_trial_result(None, trials[3], {"steps": 1, "objective": 10.0}) == TrialScheduler.STOP
+
+
+def test_finished_trials_are_not_resumed_after_restore(tmp_path) -> None:
+    """Tune's last snapshot may predate a trial's end; the restored scheduler must not let it train again."""
+    state = str(tmp_path / "asha.pkl")
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)
+    trials = [make_trial(f"t{i}") for i in range(4)]
+    feed(sched, trials)
+    assert sched.on_trial_result(None, trials[3], {"steps": 1, "objective": 9.0}) == TrialScheduler.STOP
+    sched.on_trial_complete(None, trials[3], {"steps": 1, "objective": 9.0})  # ASHA stopped it: finished
+
+    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)))
+    # Tune re-adds every trial of its snapshot; the stopped one is still PENDING there, as after a kill
+    again = [Trial("__fake", config=t.config, trial_id=t.trial_id, stub=True) for t in trials]
+    for t in again:
+        t.set_status(Trial.PENDING)
+        restored.on_trial_add(None, t)
+    assert again[3].status == Trial.TERMINATED
+    assert [t.status for t in again[:3]] == [Trial.PENDING] * 3
+    # the unfinished ones keep their bracket; the finished one does not rejoin it
+    assert set(restored._groups[restored._group_of_trial["t0"]]._trial_info) == {"t0", "t1", "t2"}
+
+
+def test_state_on_s3() -> None:
+    """The same state through a real S3 endpoint (moto's server), addressed by a URI with query options."""
+    from tests.s3_server import s3_bucket
+
+    with s3_bucket() as template:
+        uri = asha_state_uri(template.format(prefix="sweeps/unit"), "exp")
+        assert "/sweeps/unit/tune/exp.grouped_asha.pkl?endpoint_override=" in uri
+        sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=uri, **ASHA)
+        trials = [make_trial(f"t{i}") for i in range(4)]
+        feed(sched, trials)
+        sched.on_trial_complete(None, trials[0], {"steps": 1, "objective": 0.0})
+
+        restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=uri, **ASHA)))
+        assert restored._completed == {"t0"}
+        assert rung_entries(restored._state()) == rung_entries(sched._state())
+        restored.on_trial_add(None, trials[3])
+        assert restored.on_trial_result(None, trials[3], {"steps": 1, "objective": 10.0}) == TrialScheduler.STOP
+        fs, path = resolve(uri)  # one object, no temp objects beside it
+        listing = fs.get_file_info(pafs.FileSelector(path.rpartition("/")[0]))
+        assert [i.base_name for i in listing] == ["exp.grouped_asha.pkl"]

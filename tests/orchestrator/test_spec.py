@@ -148,3 +148,29 @@ def test_resources_follow_model_width() -> None:
     assert by_width[4096] == ({"cpu": 16, "gpu": 4}, 16)
     with pytest.raises(SpecError, match="more than one GPU must be a whole number"):
         parse_spec(spec_with("domains.lm.resources", {"gpu": 1.5}))
+
+
+def test_workers_rule_validates_and_reaches_the_plan() -> None:
+    data = copy.deepcopy(BASE)
+    data["domains"]["lm"]["widths"] = [16, 512, 4096]
+    data["domains"]["lm"]["resources"] = {"cpu": 1, "gpu": 0.25, "rules": [
+        {"min_width": 512, "gpu": 1, "cpu": 4}, {"min_width": 4096, "workers": 4}]}
+    spec = parse_spec(data)
+    by_width = {t.width: (t.resources, t.workers, t.threads) for t in plan_trials(spec, resolve_domains(spec))}
+    assert by_width[16] == ({"cpu": 1, "gpu": 0.25}, 1, 1)
+    assert by_width[512] == ({"cpu": 4, "gpu": 1}, 1, 4)
+    assert by_width[4096] == ({"cpu": 4, "gpu": 1}, 4, 4)  # 4 data-parallel workers, each 4 CPUs and a GPU
+
+    bad = {  # each names the field and what is allowed
+        "domains.lm.resources.workers: Input should be greater than or equal to 1": {"workers": 0},
+        "domains.lm.resources.rules.0.workers: Input should be a valid integer": {
+            "rules": [{"min_width": 8, "workers": 2.5}]},
+        "domains.lm.resources: workers: 2 data-parallel workers need gpu 0 or 1 each": {"gpu": 0.5, "workers": 2},
+        r"domains.lm.resources: rules\[0\] \(min_width 512\): workers: 4 data-parallel workers need gpu 0 or 1 "
+        r"each \(one GPU per worker\), got gpu 0.25": {"gpu": 0.25, "rules": [{"min_width": 512, "workers": 4}]},
+        "domains.lm.resources.rules.0.gpu: more than one GPU must be a whole number": {
+            "rules": [{"min_width": 8, "gpu": 2.5}]},
+    }
+    for message, resources in bad.items():
+        with pytest.raises(SpecError, match=message):
+            parse_spec(spec_with("domains.lm.resources", resources))
