@@ -79,6 +79,7 @@ HISTORY_SCHEMA = pa.schema(
         ("train_loss", pa.float64()),
         ("metrics", pa.string()),  # JSON object of validation metrics at this iteration
         ("time", pa.float64()),  # seconds since the trial started
+        ("train_extra", pa.string()),  # JSON object of the task's training counters (epochs, train error, ...)
     ]
 )
 
@@ -155,7 +156,8 @@ class ResultsStore:
                                      schema=RESULT_SCHEMA)
         hist_rows = [
             {**{name: h.get(name) for name in HISTORY_SCHEMA.names}, "trial_key": record["trial_key"],
-             "metrics": h["metrics"] if isinstance(h.get("metrics"), str) else _json(h.get("metrics"))}
+             **{key: h[key] if isinstance(h.get(key), str) else _json(h.get(key))
+                for key in ("metrics", "train_extra")}}
             for h in history
         ]
         if hist_rows:

@@ -19,6 +19,8 @@ from ray.tune.experiment import Trial
 from fitting.store import ResultsStore
 
 log = logging.getLogger(__name__)
+TRAIN_PREFIX = "train/"  # result keys of a task's own training counters (TrainStats.extra)
+RESTORED_HISTORY = "restored_history"  # result key: JSON list of a restored trial's history before its restore
 
 
 @cache
@@ -42,6 +44,10 @@ def _utc(ts: float) -> datetime:
 
 def _finite_or_none(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def _prefixed(result: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): float(v) for k, v in result.items() if k.startswith(prefix)}
 
 
 def _placement(last: dict[str, Any]) -> dict[str, Any]:
@@ -99,13 +105,16 @@ class ResultsRecorder(Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         self._first_seen.setdefault(trial.trial_id, time.time() - float(result.get("elapsed", 0.0)))
         self._last[trial.trial_id] = result
-        metrics = {k.removeprefix("val/"): v for k, v in result.items() if k.startswith("val/")}
         # keyed by our own iteration counter: a retried trial re-reports iterations after its checkpoint
-        self._history.setdefault(trial.trial_id, {})[int(result["iter"])] = {
+        history = self._history.setdefault(trial.trial_id, {})
+        history[int(result["iter"])] = {
             "iteration": int(result["iter"]), "steps": int(result["steps"]), "samples": float(result["samples"]),
-            "train_loss": float(result["train_loss"]), "metrics": json.dumps(metrics, default=float),
-            "time": float(result.get("elapsed", 0.0)),
+            "train_loss": float(result["train_loss"]), "metrics": _prefixed(result, "val/"),
+            "train_extra": _prefixed(result, TRAIN_PREFIX), "time": float(result.get("elapsed", 0.0)),
         }
+        # a restored trial re-sends what it did before its checkpoint: a resumed driver never saw those results
+        for entry in json.loads(result.get(RESTORED_HISTORY) or "[]"):
+            history.setdefault(int(entry["iteration"]), entry)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         last = self._last.get(trial.trial_id)
@@ -118,8 +127,7 @@ class ResultsRecorder(Callback):
                error: str | None = None) -> None:
         plan = trial.config["trial"]
         last = last or {}
-        best = {k.removeprefix("best/"): float(v) for k, v in last.items() if k.startswith("best/")}
-        final = {k.removeprefix("val/"): float(v) for k, v in last.items() if k.startswith("val/")}
+        best, final = _prefixed(last, "best/"), _prefixed(last, "val/")
         now = time.time()
         started = self._first_seen.get(trial.trial_id, now - float(last.get("elapsed", 0.0)))
         row = {

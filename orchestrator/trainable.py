@@ -10,6 +10,7 @@ stopped rather than from step 0. A trial whose model trains on several data-para
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ from ray.util.metrics import Gauge
 from domains.base import Task, TrainStats, TrialSetup
 from domains.registry import get_domain
 from orchestrator.dashboard_metrics import samples_per_second_gauge
+from orchestrator.recorder import RESTORED_HISTORY, TRAIN_PREFIX
 
 STATE_FILE = "trial_state.pt"
 FAIL_ONCE_ENV = "SCALING_SWEEP_FAIL_ONCE_DIR"  # tests only: see _maybe_fail_once
@@ -153,12 +155,15 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
     decisions, so single-process and data-parallel trials keep one contract."""
     stop = plan["stopping"]
     state: dict[str, Any] = {"steps": 0, "samples": 0.0, "iteration": 0, "best": {}, "since_best": 0,
-                             "elapsed": 0.0, "restores": 0}
+                             "elapsed": 0.0, "restores": 0, "history": []}
     saved = io.restore()
     if saved is not None:
         task.load_state_dict(saved["task"])
-        state = saved["progress"]
+        state = {"history": [], **saved["progress"]}  # checkpoints written before history was carried lack it
         state["restores"] += 1
+    # the iterations before a restore, sent once with this attempt's first report: the driver that recorded
+    # them may be gone (driver killed and the experiment resumed), and the trial's history must stay whole
+    restored_history = json.dumps(state["history"]) if state["history"] else None
     metric = plan["metric"]
     started = time.monotonic() - state["elapsed"]
     began = time.time() if began is None else began  # wall clock: this attempt's start (see _placement)
@@ -185,6 +190,10 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
                 state["best"][name] = v
         state["elapsed"] = time.monotonic() - started
 
+        state["history"].append({"iteration": state["iteration"], "steps": state["steps"],
+                                 "samples": state["samples"], "train_loss": stats.loss, "metrics": metrics,
+                                 "train_extra": stats.extra, "time": state["elapsed"]})
+
         reason = None
         if diverged:
             reason = "diverged"
@@ -201,8 +210,12 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
             "final": reason is not None, "stop_reason": reason or "",
             **{f"val/{k}": v for k, v in metrics.items()},
             **{f"best/{k}": v for k, v in state["best"].items()},
+            **{f"{TRAIN_PREFIX}{k}": float(v) for k, v in stats.extra.items()},
             **_placement(began),
         }
+        if restored_history is not None:
+            result[RESTORED_HISTORY] = restored_history
+            restored_history = None
         if reason is not None:
             io.report(result, None)  # nothing left to resume: skip the checkpoint
             return
