@@ -170,7 +170,7 @@ def test_asha_stops_data_parallel_trials_and_their_workers_go(corpus_dir: Path, 
 
     data = dp_spec(corpus_dir, tmp_path, "asha", widths=[16],
                    hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.01, 1.0e-4, 2.0e-4]}},
-                   early_stopping={"grace_period": 10, "reduction_factor": 2, "max_steps": 60, "eval_every": 10,
+                   early_stopping={"grace_period": 10, "reduction_factor": 2, "max_steps": 30, "eval_every": 10,
                                    "patience": None})
     data["max_concurrent_trials"] = 1
     spec = parse_spec(data)
@@ -180,11 +180,11 @@ def test_asha_stops_data_parallel_trials_and_their_workers_go(corpus_dir: Path, 
 
     rows = {r["trial_key"]: r for r in ResultsStore(str(tmp_path)).read_results().to_pylist()}
     assert [(rows[t.trial_key]["status"], rows[t.trial_key]["stop_reason"], rows[t.trial_key]["steps"])
-            for t in planned] == [("completed", "max_steps", 60), ("stopped", "asha", 10), ("stopped", "asha", 10)]
+            for t in planned] == [("completed", "max_steps", 30), ("stopped", "asha", 10), ("stopped", "asha", 10)]
     for stopped in planned[1:]:  # their workers were stopped too, long before max_steps
         run = tmp_path / "tune" / TRAIN_RUNS_DIR / stopped.trial_key
         last = max(p for p in run.glob("checkpoint_*") if p.is_dir())
-        assert torch.load(last / STATE_FILE, weights_only=False)["progress"]["steps"] < 50
+        assert torch.load(last / STATE_FILE, weights_only=False)["progress"]["steps"] < 30
     deadline = time.monotonic() + 30
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -4,7 +4,6 @@ in the store, and `ray job stop` stopping the trials."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -17,23 +16,12 @@ import yaml
 
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
 from fitting.store import ResultsStore
+from tests.ray_cluster import cluster_env
 from tests.s3_server import _free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-# Ray 2.60 turns token authentication on for new clusters; run the head and every client with one token,
-# as a platform team would (deploy/README.md).
-TOKEN = secrets.token_hex(16)
-
-
-def cluster_env() -> dict[str, str]:
-    """Like a cluster node: the project's environment on PATH (CI runs pytest without activating the venv)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +48,8 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
+        try:  # its state lives in tmp_path: after a few seconds of grace there is nothing left to save
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

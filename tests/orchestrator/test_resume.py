@@ -23,8 +23,8 @@ from orchestrator.group_asha import load_state
 from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import TUNE_DIR, asha_state_uri, restorable
 from orchestrator.spec import parse_spec
-from tests.orchestrator.test_job_submit import cluster_env
 from tests.orchestrator.test_sweep import spec_data
+from tests.ray_cluster import cluster_env
 
 pytestmark = pytest.mark.slow
 
@@ -92,12 +92,12 @@ def lr_of(row: dict[str, Any]) -> float:
     return json.loads(row["hparams"])["lr"]
 
 
-def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str) -> None:
+def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str, shards: list[float]) -> None:
     """Start the sweep, SIGKILL it once ASHA has stopped a trial, resume it from storage alone, check the rows."""
-    # 2 widths x 3 shards x 3 learning rates. Per group (shard, width) the plan lists the good rate first, so the
+    # 2 widths x shards x 3 learning rates. Per group (shard, width) the plan lists the good rate first, so the
     # two worse ones mostly reach the first rung after it and are stopped there, before the kill or after it.
-    data = spec_data(corpus, tmp_path, name, hparams={"batch_size": 8, "bptt": 16,
-                                                       "lr": {"grid": [GOOD_LR, MID_LR, BAD_LR]}},
+    data = spec_data(corpus, tmp_path, name, shards=shards,
+                     hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [GOOD_LR, MID_LR, BAD_LR]}},
                      early_stopping={"grace_period": GRACE, "reduction_factor": 2, "max_steps": 60,
                                      "eval_every": 10, "patience": 3})
     data["storage"] = storage
@@ -105,7 +105,7 @@ def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str) -> No
     spec_file.write_text(yaml.safe_dump(data))
     spec = parse_spec(data)
     planned = {t.trial_key for t in plan_trials(spec, resolve_domains(spec))}
-    assert len(planned) == 18
+    assert len(planned) == 2 * len(shards) * 3
     state_uri = asha_state_uri(storage, name)
 
     with cli("run", str(spec_file), "--quiet", "--num-cpus", "2", log=tmp_path / "run.log") as driver:
@@ -140,6 +140,10 @@ def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str) -> No
     assert set(after) == planned  # keyed by trial: a set equal to the plan is exactly one row each
     assert len(ResultsStore(storage).list_files()) == len(planned)
     assert "errored" not in {r["status"] for r in after.values()}
+    # every history is whole: a trial resumed from its checkpoint brings back the iterations the killed driver saw
+    for key, r in after.items():
+        iterations = [h["iteration"] for h in ResultsStore(storage).read_history(key).to_pylist()]
+        assert iterations == list(range(1, r["iterations"] + 1)), (key, r["restores"], iterations)
     # nothing that had finished before the kill ran again: same rows, same files (ASHA's stopped ones included)
     assert {k: after[k] for k in before} == before
     assert {i.base_name: i.mtime_ns for i in ResultsStore(storage).list_files() if i.base_name in mtimes} == mtimes
@@ -195,7 +199,7 @@ def check_torn_state_is_set_aside(experiment: Path, tmp_path: Path) -> None:
 
 def test_killed_driver_resumes_from_local_storage(corpus_dir: Path, tmp_path: Path) -> None:
     storage = tmp_path / "storage"
-    kill_and_resume(corpus_dir, tmp_path, str(storage), "killed")
+    kill_and_resume(corpus_dir, tmp_path, str(storage), "killed", shards=[0.25, 0.5, 1.0])
     assert (storage / TUNE_DIR / "killed.grouped_asha.pkl").is_file()
     assert not list((storage / TUNE_DIR).glob(".*.tmp"))
     check_torn_state_is_set_aside(storage / TUNE_DIR / "killed", tmp_path)
@@ -207,4 +211,5 @@ def test_killed_driver_resumes_from_object_storage(corpus_dir: Path, tmp_path: P
     from tests.s3_server import s3_bucket
 
     with s3_bucket() as template:
-        kill_and_resume(corpus_dir, tmp_path, template.format(prefix="sweeps/killed"), "killed-s3")
+        # two shards, not three: every checkpoint goes through moto's server
+        kill_and_resume(corpus_dir, tmp_path, template.format(prefix="sweeps/killed"), "killed-s3", shards=[0.5, 1.0])

@@ -1,0 +1,170 @@
+"""Sweeps on a simulated multi-node GPU cluster: 200 trials whose placement respects GPU fractions, which land
+exactly once and keep the GPU slots busy; and a worker node lost mid-sweep, whose trials resume elsewhere.
+
+The cluster (``tests/ray_cluster.py``) is a CPU head plus worker nodes that declare one GPU each; the driver is
+``scaling-sweep run`` with ``RAY_ADDRESS`` set, as under ``ray job submit``. Trials train real LSTMs on CPU:
+torch sees no CUDA.
+
+The 200 trials share one resource shape (a quarter GPU, four to a GPU), so the utilization they check is the
+scheduler's turnover. A sweep that moves from one shape to another (quarter GPUs, then whole ones) also pays,
+once per GPU, for the new shape's actors to start (~6.5 s each on this machine, importing torch and Ray), which in
+a 2-minute test would be most of the idle time; ``benchmarks/cluster.py`` measures that mix, and the lost-node test
+below checks the placement of mixed shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
+from fitting.store import ResultsStore
+from orchestrator.plan import plan_trials, resolve_domains
+from orchestrator.spec import parse_spec
+from orchestrator.utilization import busy_fraction, oversubscribed, peak_gpu_load, queued_window, spans
+from tests.ray_cluster import SimulatedCluster, ray_cluster
+
+pytestmark = pytest.mark.slow
+SCALING_SWEEP = str(Path(sys.executable).parent / "scaling-sweep")
+GPU_NODES = 2
+CPUS_PER_NODE = 4  # one per quarter-GPU trial: CPUs never cap the GPU packing
+# Trials long enough that start-up (nodes' first actors) stays a small part of the window on 2 shared cores
+MAX_STEPS = 100
+QUARTER = {"cpu": 1, "gpu": 0.25}
+
+
+def sweep_spec(corpus: Path, storage: Path, lrs: int = 25, max_steps: int = MAX_STEPS,
+               widths: tuple[int, ...] = (8, 16, 32, 64), resources: dict[str, Any] = QUARTER) -> dict[str, Any]:
+    """2 shards x ``widths`` x ``lrs`` learning rates, every trial ``max_steps`` long."""
+    return {"name": "cluster", "storage": str(storage), "domains": {"lm": {
+        "data": {"train": str(corpus / TRAIN_GLOB), "valid": str(corpus / VALID_GLOB), "vocab_size": 500,
+                 "max_valid_words": 300, "max_valid_chars": 1200},
+        "families": ["word"], "shards": [0.5, 1.0], "widths": list(widths),
+        "hparams": {"batch_size": 8, "bptt": 16, "lr": {"grid": [round(0.001 * (i + 1), 4) for i in range(lrs)]}},
+        "resources": resources,
+        # one report per trial, no early stopping: every trial runs max_steps, so each is as long as the next
+        "early_stopping": {"enabled": False, "max_steps": max_steps, "eval_every": max_steps, "patience": None},
+    }}}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SimulatedCluster]:
+    """One simulated cluster for the module: booting the nodes costs more than a small sweep."""
+    with ray_cluster(gpu_nodes=GPU_NODES, gpus_per_node=1, cpus_per_node=CPUS_PER_NODE) as simulated:
+        yield simulated
+
+
+def driver_env(cluster: SimulatedCluster) -> dict[str, str]:
+    # Tune's per-trial CSV/JSON/TensorBoard files duplicate the results store and cost the driver time
+    # between trials; a platform team would switch them off
+    return {**cluster.env, "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+
+
+def start_sweep(spec_data: dict[str, Any], tmp_path: Path, cluster: SimulatedCluster) -> subprocess.Popen[str]:
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec_data))
+    log = (tmp_path / "driver.log").open("w")
+    return subprocess.Popen([SCALING_SWEEP, "run", str(spec_file), "--quiet", "--bootstrap", "20"],
+                            env=driver_env(cluster), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(driver: subprocess.Popen[str], tmp_path: Path, cluster: SimulatedCluster, timeout: float) -> str:
+    """Wait for the driver; its whole log (asserting it exited 0)."""
+    try:
+        rc = driver.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        raise
+    log = (tmp_path / "driver.log").read_text()
+    assert rc == 0, log[-6000:] + cluster.log_tail()
+    return log
+
+
+def test_two_hundred_trials_on_a_simulated_gpu_cluster(cluster: SimulatedCluster, corpus_dir: Path,
+                                                      tmp_path: Path) -> None:
+    data = sweep_spec(corpus_dir, tmp_path / "storage")
+    spec = parse_spec(data)
+    planned = {t.trial_key: t for t in plan_trials(spec, resolve_domains(spec))}
+    assert len(planned) == 200 and {t.resources["gpu"] for t in planned.values()} == {0.25}
+
+    gpus = dict(cluster.gpus)
+    log = finish(start_sweep(data, tmp_path, cluster), tmp_path, cluster, timeout=900)
+    assert "200 trials run" in log
+
+    # (b) every planned trial finished exactly once: one row per key (rows are files named by key), no retry
+    rows = ResultsStore(str(tmp_path / "storage")).read_results().to_pylist()
+    assert sorted(r["trial_key"] for r in rows) == sorted(planned)
+    assert {r["status"] for r in rows} == {"completed"} and {r["restores"] for r in rows} == {0}
+    assert {r["steps"] for r in rows} == {MAX_STEPS}
+
+    # (a) placement: only GPU nodes, never more than a GPU's worth on a GPU, each trial on one GPU id
+    items = spans(rows, lambda row: planned[row["trial_key"]].resources["gpu"])
+    assert len(items) == 200 and {s.node for s in items} == set(gpus)
+    assert oversubscribed(items, gpus) == []
+    assert all(len(s.gpu_ids) == 1 for s in items)
+    # and really packed four to a GPU (Ray honoured the fractions, not one trial per GPU)
+    assert set(peak_gpu_load(items).values()) == {1.0}, peak_gpu_load(items)
+
+    # (c) GPU-slot utilization from the first trial's start to the last one's
+    lo, hi = queued_window(items)
+    utilization = busy_fraction(items, total_gpus=sum(gpus.values()))
+    print(f"\nGPU-slot utilization while trials were queued: {utilization:.3f} over {hi - lo:.0f} s "
+          f"({len(items)} trials, {sum(gpus.values()):g} GPUs on {len(gpus)} nodes)")
+    assert utilization >= 0.9
+
+
+def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: SimulatedCluster, corpus_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """A worker node killed outright (SIGKILL, as a lost machine) while its trials run: Tune retries them on the
+    surviving nodes from their last checkpoints; the sweep finishes with one whole row and history per trial.
+    Half-GPU trials run two to a GPU; the widest model, queued behind them, gets whole GPUs to itself."""
+    steps, every = 160, 10  # the first checkpoint early, so all six have one long before any finishes
+    data = sweep_spec(corpus_dir, tmp_path / "storage", lrs=2, max_steps=steps, widths=(8, 16, 64),
+                      resources={"cpu": 1, "gpu": 0.5, "rules": [{"min_width": 64, "gpu": 1}]})
+    data["domains"]["lm"]["early_stopping"]["eval_every"] = every
+    spec = parse_spec(data)
+    planned = {t.trial_key: t for t in plan_trials(spec, resolve_domains(spec))}
+    halves = {k for k, t in planned.items() if t.resources["gpu"] == 0.5}
+    victim = cluster.add_gpu_node(num_gpus=1, num_cpus=2)  # a third node: two half-GPU trials run there
+    assert len(halves) == 8 and len(planned) == 12
+
+    driver = start_sweep(data, tmp_path, cluster)
+    # the first six trials (half-GPU) fill the three GPUs; kill the victim once each of them has checkpointed
+    first_wave = list(planned)[: 2 * len(cluster.gpus)]
+    assert {planned[k].resources["gpu"] for k in first_wave} == {0.5}
+    deadline = time.monotonic() + 300
+    while not all(list((tmp_path / "storage" / "tune").glob(f"*/{key}_*/checkpoint_*")) for key in first_wave):
+        assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "driver.log").read_text()[-4000:]
+        time.sleep(0.2)
+    assert not ResultsStore(str(tmp_path / "storage")).list_files(), "a first-wave trial finished before the kill"
+    cluster.remove_node(victim, graceful=False)
+    log = finish(driver, tmp_path, cluster, timeout=600)
+    assert f"{len(planned)} trials run" in log
+
+    store = ResultsStore(str(tmp_path / "storage"))
+    rows = {r["trial_key"]: r for r in store.read_results().to_pylist()}
+    assert set(rows) == set(planned) and len(store.list_files()) == len(planned)  # none lost, none twice
+    assert {(r["status"], r["steps"], r["iterations"]) for r in rows.values()} == {("completed", steps, steps // every)}
+    resumed = [r for r in rows.values() if r["restores"] > 0]
+    # the victim's two trials resumed from a checkpoint on a surviving node (and nothing else ran there again)
+    assert len(resumed) == 2 and {r["trial_key"] for r in resumed} <= halves, rows
+    assert {r["node_id"] for r in rows.values()} <= set(cluster.gpus)  # the survivors
+    for key, row in rows.items():  # whole histories: resumed trials kept the iterations before the loss
+        history = store.read_history(key).to_pylist()
+        assert [h["iteration"] for h in history] == list(range(1, row["iterations"] + 1)), key
+        assert [h["steps"] for h in history] == [every * h["iteration"] for h in history]
+        assert all(json.loads(h["metrics"]) for h in history)
+    # mixed shapes placed as asked: halves two to a GPU, whole-GPU trials alone on theirs (the victim's attempts
+    # left no row, so only the surviving nodes' spans are checked)
+    items = spans(rows.values(), lambda row: planned[row["trial_key"]].resources["gpu"])
+    assert oversubscribed(items, cluster.gpus) == []
+    assert set(peak_gpu_load([s for s in items if s.gpu == 0.5]).values()) == {1.0}
+    print(f"\nnode lost mid-sweep: {len(resumed)} of {len(rows)} trials resumed from checkpoints on other nodes")
