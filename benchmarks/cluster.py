@@ -12,7 +12,8 @@ Both are measured from their results rows: trials started per second and GPU-slo
 trial's start to the last one's (while trials were queued; ``orchestrator.utilization``). Small widths ask for a
 quarter GPU, the largest for a whole one.
 
-    python benchmarks/cluster.py [--trials 500] [--steps 40] [--gpu-nodes 2] [--no-tune-loggers]
+    python benchmarks/cluster.py [--trials 500] [--steps 40] [--gpu-nodes 2] [--one-shape] [--no-baseline]
+                                 [--no-tune-loggers]
 
 On 2 cores the baseline is the slow part: a fresh actor per trial costs ~5 s of imports, so 100 trials take
 ~10 minutes in all and 500 about an hour.
@@ -41,8 +42,9 @@ from orchestrator.utilization import busy_fraction, oversubscribed, queued_windo
 WIDTHS = [8, 16, 32, 64]  # 64 takes a whole GPU
 
 
-def spec(corpus: Path, storage: Path, trials: int, steps: int) -> dict[str, Any]:
-    """``trials`` trials: 4 widths x trials/4 learning rates on the full shard, ASHA over 2 rungs."""
+def spec(corpus: Path, storage: Path, trials: int, steps: int, one_shape: bool = False) -> dict[str, Any]:
+    """``trials`` trials: 4 widths x trials/4 learning rates on the full shard, ASHA over 2 rungs; width 64 on a
+    whole GPU unless ``one_shape``."""
     lrs = math.ceil(trials / len(WIDTHS))
     return {
         "name": "cluster-bench", "storage": str(storage),
@@ -51,7 +53,7 @@ def spec(corpus: Path, storage: Path, trials: int, steps: int) -> dict[str, Any]
                      "max_valid_words": 200, "max_valid_chars": 800},
             "families": ["word"], "shards": [1.0], "widths": WIDTHS,
             "hparams": {"batch_size": 8, "bptt": 16, "lr": {"grid": [round(1e-4 * (i + 1), 6) for i in range(lrs)]}},
-            "resources": {"cpu": 1, "gpu": 0.25, "rules": [{"min_width": 64, "gpu": 1}]},
+            "resources": {"cpu": 1, "gpu": 0.25, "rules": [] if one_shape else [{"min_width": 64, "gpu": 1}]},
             "early_stopping": {"grace_period": steps // 2, "max_steps": steps, "eval_every": steps // 2,
                                "patience": None},
         }},
@@ -121,6 +123,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=500, help="rounded up to a multiple of 4")
     ap.add_argument("--steps", type=int, default=40, help="optimizer steps per trial (ASHA rung at half)")
     ap.add_argument("--gpu-nodes", type=int, default=2, help="worker nodes with 1 GPU and 4 CPUs each")
+    ap.add_argument("--one-shape", action="store_true",
+                    help="every width on a quarter GPU: no actor restarts between resource shapes")
+    ap.add_argument("--no-baseline", action="store_true", help="scaling-sweep only (the baseline is the slow part)")
     ap.add_argument("--no-tune-loggers", action="store_true",
                     help="both drivers without Tune's per-trial CSV/JSON/TensorBoard files")
     ap.add_argument("--tune-defaults-driver", type=Path, help=argparse.SUPPRESS)  # internal: baseline driver
@@ -137,7 +142,7 @@ def main() -> None:
         corpus = write_corpus(root / "corpus", max_sentences=2000, valid_sentences=200)
         specs = {}
         for label in ("scaling-sweep", "tune-defaults"):
-            data = spec(corpus, root / label, args.trials, args.steps)
+            data = spec(corpus, root / label, args.trials, args.steps, args.one_shape)
             (root / f"{label}.yaml").write_text(yaml.safe_dump(data))
             specs[label] = data
         planned = plan_trials(parse_spec(specs["scaling-sweep"]), resolve_domains(parse_spec(specs["scaling-sweep"])))
@@ -148,15 +153,18 @@ def main() -> None:
             ours = measure("scaling-sweep", [str(Path(sys.executable).parent / "scaling-sweep"), "run",
                                              str(root / "scaling-sweep.yaml"), "--quiet", "--bootstrap", "20"],
                            env, root / "scaling-sweep", gpu_of, gpus)
-            base = measure("tune-defaults", [sys.executable, __file__, "--tune-defaults-driver",
-                                             str(root / "tune-defaults.yaml")], env, root / "tune-defaults", gpu_of,
-                           gpus)
+            base = None if args.no_baseline else measure(
+                "tune-defaults", [sys.executable, __file__, "--tune-defaults-driver", str(root / "tune-defaults.yaml")],
+                env, root / "tune-defaults", gpu_of, gpus)
+    shapes = "every width a quarter GPU" if args.one_shape else "width 64 a whole GPU, others a quarter"
     print(f"{len(planned)} short LM trials ({args.steps} steps) on {args.gpu_nodes} simulated GPU nodes "
-          f"({sum(gpus.values()):g} GPUs; width 64 a whole GPU, others a quarter); Tune loggers "
-          f"{'off' if args.no_tune_loggers else 'on'}")
+          f"({sum(gpus.values()):g} GPUs; {shapes}); Tune loggers {'off' if args.no_tune_loggers else 'on'}")
     print(f"{'setting':<16} {'driver s':>9} {'queued s':>9} {'trials started/s':>17} {'GPU-slot util':>14}")
     for m in (base, ours):
-        print(f"{m.label:<16} {m.wall:>9.1f} {m.window:>9.1f} {m.started_per_s:>17.2f} {m.utilization:>14.3f}")
+        if m is not None:
+            print(f"{m.label:<16} {m.wall:>9.1f} {m.window:>9.1f} {m.started_per_s:>17.2f} {m.utilization:>14.3f}")
+    if base is None:
+        return
     print(f"scaling-sweep / Tune defaults: {ours.started_per_s / base.started_per_s:.1f}x trials started per second, "
           f"{ours.utilization / base.utilization:.2f}x GPU-slot utilization, "
           f"{base.wall / ours.wall:.1f}x faster end to end")

@@ -1,15 +1,13 @@
-"""Sweeps on a simulated multi-node GPU cluster: 200 trials whose placement respects GPU fractions, which land
-exactly once and keep the GPU slots busy; and a worker node lost mid-sweep, whose trials resume elsewhere.
+"""Sweeps on a simulated multi-node GPU cluster: 200 trials whose placement respects GPU fractions and which land
+exactly once; and a worker node lost mid-sweep, whose trials resume elsewhere.
 
 The cluster (``tests/ray_cluster.py``) is a CPU head plus worker nodes that declare one GPU each; the driver is
 ``scaling-sweep run`` with ``RAY_ADDRESS`` set, as under ``ray job submit``. Trials train real LSTMs on CPU:
 torch sees no CUDA.
 
-The 200 trials share one resource shape (a quarter GPU, four to a GPU), so the utilization they check is the
-scheduler's turnover. A sweep that moves from one shape to another (quarter GPUs, then whole ones) also pays,
-once per GPU, for the new shape's actors to start (~6.5 s each on this machine, importing torch and Ray), which in
-a 2-minute test would be most of the idle time; ``benchmarks/cluster.py`` measures that mix, and the lost-node test
-below checks the placement of mixed shapes.
+The 200 trials are short: the test checks placement and exactly-once delivery. How busy the queue keeps the GPU
+slots is a performance figure and lives in ``benchmarks/cluster.py`` (``--one-shape`` runs these same trials,
+longer; a mix of quarter and whole GPUs pays once per GPU for the new shape's actors to start).
 """
 
 from __future__ import annotations
@@ -29,15 +27,14 @@ from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
 from fitting.store import ResultsStore
 from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.spec import parse_spec
-from orchestrator.utilization import busy_fraction, oversubscribed, peak_gpu_load, queued_window, spans
+from orchestrator.utilization import oversubscribed, peak_gpu_load, spans
 from tests.ray_cluster import SimulatedCluster, ray_cluster
 
 pytestmark = pytest.mark.slow
 SCALING_SWEEP = str(Path(sys.executable).parent / "scaling-sweep")
 GPU_NODES = 2
 CPUS_PER_NODE = 4  # one per quarter-GPU trial: CPUs never cap the GPU packing
-# Trials long enough that start-up (nodes' first actors) stays a small part of the window on 2 shared cores
-MAX_STEPS = 100
+MAX_STEPS = 20  # short trials: placement and exactly-once do not need long ones
 QUARTER = {"cpu": 1, "gpu": 0.25}
 
 
@@ -51,7 +48,8 @@ def sweep_spec(corpus: Path, storage: Path, lrs: int = 25, max_steps: int = MAX_
         "hparams": {"batch_size": 8, "bptt": 16, "lr": {"grid": [round(0.001 * (i + 1), 4) for i in range(lrs)]}},
         "resources": resources,
         # one report per trial, no early stopping: every trial runs max_steps, so each is as long as the next
-        "early_stopping": {"enabled": False, "max_steps": max_steps, "eval_every": max_steps, "patience": None},
+        "early_stopping": {"enabled": False, "max_steps": max_steps, "eval_every": max_steps, "patience": None,
+                           "grace_period": max_steps},
     }}}
 
 
@@ -113,20 +111,13 @@ def test_two_hundred_trials_on_a_simulated_gpu_cluster(cluster: SimulatedCluster
     # and really packed four to a GPU (Ray honoured the fractions, not one trial per GPU)
     assert set(peak_gpu_load(items).values()) == {1.0}, peak_gpu_load(items)
 
-    # (c) GPU-slot utilization from the first trial's start to the last one's
-    lo, hi = queued_window(items)
-    utilization = busy_fraction(items, total_gpus=sum(gpus.values()))
-    print(f"\nGPU-slot utilization while trials were queued: {utilization:.3f} over {hi - lo:.0f} s "
-          f"({len(items)} trials, {sum(gpus.values()):g} GPUs on {len(gpus)} nodes)")
-    assert utilization >= 0.9
-
 
 def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: SimulatedCluster, corpus_dir: Path,
                                                                       tmp_path: Path) -> None:
     """A worker node killed outright (SIGKILL, as a lost machine) while its trials run: Tune retries them on the
     surviving nodes from their last checkpoints; the sweep finishes with one whole row and history per trial.
     Half-GPU trials run two to a GPU; the widest model, queued behind them, gets whole GPUs to itself."""
-    steps, every = 160, 10  # the first checkpoint early, so all six have one long before any finishes
+    steps, every = 100, 10  # the first checkpoint early, so all six have one long before any finishes
     data = sweep_spec(corpus_dir, tmp_path / "storage", lrs=2, max_steps=steps, widths=(8, 16, 64),
                       resources={"cpu": 1, "gpu": 0.5, "rules": [{"min_width": 64, "gpu": 1}]})
     data["domains"]["lm"]["early_stopping"]["eval_every"] = every
@@ -144,7 +135,7 @@ def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: 
     while not all(list((tmp_path / "storage" / "tune").glob(f"*/{key}_*/checkpoint_*")) for key in first_wave):
         assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "driver.log").read_text()[-4000:]
         time.sleep(0.2)
-    assert not ResultsStore(str(tmp_path / "storage")).list_files(), "a first-wave trial finished before the kill"
+    killed_at = time.time()
     cluster.remove_node(victim, graceful=False)
     log = finish(driver, tmp_path, cluster, timeout=600)
     assert f"{len(planned)} trials run" in log
@@ -154,9 +145,12 @@ def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: 
     assert set(rows) == set(planned) and len(store.list_files()) == len(planned)  # none lost, none twice
     assert {(r["status"], r["steps"], r["iterations"]) for r in rows.values()} == {("completed", steps, steps // every)}
     resumed = [r for r in rows.values() if r["restores"] > 0]
-    # the victim's two trials resumed from a checkpoint on a surviving node (and nothing else ran there again)
-    assert len(resumed) == 2 and {r["trial_key"] for r in resumed} <= halves, rows
-    assert {r["node_id"] for r in rows.values()} <= set(cluster.gpus)  # the survivors
+    # the victim's trials (two at a time, both checkpointed unless one had just started) resumed from their
+    # checkpoints on a surviving node; nothing else was retried
+    assert 1 <= len(resumed) <= 2 and {r["trial_key"] for r in resumed} <= halves, rows
+    assert {r["node_id"] for r in resumed} <= set(cluster.gpus)  # the survivors
+    # a row from the victim is a trial that had finished there before the kill
+    assert all(r["run_ended_at"].timestamp() <= killed_at for r in rows.values() if r["node_id"] == victim)
     for key, row in rows.items():  # whole histories: resumed trials kept the iterations before the loss
         history = store.read_history(key).to_pylist()
         assert [h["iteration"] for h in history] == list(range(1, row["iterations"] + 1)), key
@@ -165,6 +159,6 @@ def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: 
     # mixed shapes placed as asked: halves two to a GPU, whole-GPU trials alone on theirs (the victim's attempts
     # left no row, so only the surviving nodes' spans are checked)
     items = spans(rows.values(), lambda row: planned[row["trial_key"]].resources["gpu"])
-    assert oversubscribed(items, cluster.gpus) == []
+    assert oversubscribed(items, {**cluster.gpus, victim: 1.0}) == []
     assert set(peak_gpu_load([s for s in items if s.gpu == 0.5]).values()) == {1.0}
     print(f"\nnode lost mid-sweep: {len(resumed)} of {len(rows)} trials resumed from checkpoints on other nodes")

@@ -203,13 +203,3 @@ def test_killed_driver_resumes_from_local_storage(corpus_dir: Path, tmp_path: Pa
     assert (storage / TUNE_DIR / "killed.grouped_asha.pkl").is_file()
     assert not list((storage / TUNE_DIR).glob(".*.tmp"))
     check_torn_state_is_set_aside(storage / TUNE_DIR / "killed", tmp_path)
-
-
-def test_killed_driver_resumes_from_object_storage(corpus_dir: Path, tmp_path: Path) -> None:
-    """The same on a real S3 endpoint (moto's server, outside the killed session): ASHA state, Tune state,
-    checkpoints and results all live in the bucket."""
-    from tests.s3_server import s3_bucket
-
-    with s3_bucket() as template:
-        # two shards, not three: every checkpoint goes through moto's server
-        kill_and_resume(corpus_dir, tmp_path, template.format(prefix="sweeps/killed"), "killed-s3", shards=[0.5, 1.0])
