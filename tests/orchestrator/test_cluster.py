@@ -156,9 +156,9 @@ def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: 
         assert [h["iteration"] for h in history] == list(range(1, row["iterations"] + 1)), key
         assert [h["steps"] for h in history] == [every * h["iteration"] for h in history]
         assert all(json.loads(h["metrics"]) for h in history)
-    # mixed shapes placed as asked: halves two to a GPU, whole-GPU trials alone on theirs (the victim's attempts
-    # left no row, so only the surviving nodes' spans are checked)
+    # mixed shapes placed as asked: halves two to a GPU, whole-GPU trials alone on theirs (only attempts that
+    # finished left a row: a GPU whose second half-trial moved elsewhere shows one)
     items = spans(rows.values(), lambda row: planned[row["trial_key"]].resources["gpu"])
     assert oversubscribed(items, {**cluster.gpus, victim: 1.0}) == []
-    assert set(peak_gpu_load([s for s in items if s.gpu == 0.5]).values()) == {1.0}
+    assert max(peak_gpu_load([s for s in items if s.gpu == 0.5]).values()) == 1.0  # two halves shared a GPU
     print(f"\nnode lost mid-sweep: {len(resumed)} of {len(rows)} trials resumed from checkpoints on other nodes")
