@@ -31,6 +31,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -142,16 +143,33 @@ def ray_cluster(gpu_nodes: int = 2, gpus_per_node: float = 1, cpus_per_node: int
         cluster.close()
 
 
-def _renice(roots: list[int]) -> None:
-    """Lower the priority of ``roots`` and every process below them (workers the raylet already prestarted)."""
-    children: dict[int, list[int]] = {}
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    state: str
+    ppid: int
+    session: int
+
+
+def processes() -> list[Proc]:
+    """Every live process, from ``/proc/<pid>/stat`` (no psutil in the environment)."""
+    out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             pid, rest = stat.read_text().split(" ", 1)
         except OSError:  # exited meanwhile
             continue
-        ppid = int(rest.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces and parentheses
-        children.setdefault(ppid, []).append(int(pid))
+        # after "pid (comm)": state ppid pgrp session; the command name may hold spaces and parentheses
+        fields = rest.rsplit(")", 1)[1].split()
+        out.append(Proc(pid=int(pid), state=fields[0], ppid=int(fields[1]), session=int(fields[3])))
+    return out
+
+
+def _renice(roots: list[int]) -> None:
+    """Lower the priority of ``roots`` and every process below them (workers the raylet already prestarted)."""
+    children: dict[int, list[int]] = {}
+    for proc in processes():
+        children.setdefault(proc.ppid, []).append(proc.pid)
     todo = list(roots)
     while todo:
         pid = todo.pop()

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import pyarrow.fs as pafs
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -21,7 +22,7 @@ def _free_port() -> int:
 @contextmanager
 def s3_bucket(bucket: str = "sweeps") -> Iterator[str]:
     """Start the server, create ``bucket``, yield a pyarrow URI prefix ``s3://key:secret@bucket/...?...``."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
-from tests.s3_server import _free_port
+from tests.s3_server import free_port
 
 pytestmark = pytest.mark.slow
 
 
 def test_trial_counts_best_metric_and_throughput_are_exported(corpus_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     script = textwrap.dedent(f'''
         import time, urllib.request, ray
         from orchestrator.runner import run_sweep

@@ -4,7 +4,6 @@ report, resume from their checkpoints and are stopped by ASHA."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import run_sweep, trial_resources
 from orchestrator.spec import parse_spec
 from orchestrator.trainable import STATE_FILE
+from tests.s3_server import free_port
 
 LM_DATA = {"vocab_size": 1000, "max_valid_words": 1500, "max_valid_chars": 6000}
 STEPS = 12
@@ -53,12 +53,6 @@ def _replica(rank: int, world_size: int, port: int, prepared: Any, out: Path) ->
                    out / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_rank_share_splits_every_batch_without_leaving_a_replica_empty(corpus_dir: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import yaml
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB
 from fitting.store import ResultsStore
 from tests.ray_cluster import cluster_env
-from tests.s3_server import _free_port
+from tests.s3_server import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -28,10 +28,10 @@ RAY = str(Path(sys.executable).parent / "ray")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A one-node Ray cluster with the dashboard (the job server lives there); yields its job address."""
     env = cluster_env()
-    dashboard = _free_port()
+    dashboard = free_port()
     temp = tmp_path_factory.mktemp("ray-head")
     # every port chosen free: Ray's defaults collide with any other Ray on the machine
-    ports = [f"--{name}={_free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    ports = [f"--{name}={free_port()}" for name in ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                      "metrics-export-port", "runtime-env-agent-port")]
     # --block in a process group of its own: teardown kills exactly this cluster (`ray stop` would kill every
     # Ray on the machine, the test session's own included)

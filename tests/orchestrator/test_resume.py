@@ -24,7 +24,7 @@ from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import TUNE_DIR, asha_state_uri, restorable
 from orchestrator.spec import parse_spec
 from tests.orchestrator.test_sweep import spec_data
-from tests.ray_cluster import cluster_env
+from tests.ray_cluster import cluster_env, processes
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +34,7 @@ GRACE = 20  # ASHA's first rung, in steps
 
 def session_pids(sid: int) -> list[int]:
     """Live processes of a session. Ray's workers run in process groups of their own, but stay in the session."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp session
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
+    return [p.pid for p in processes() if p.session == sid and p.state != "Z"]
 
 
 def kill_session(sid: int, timeout: float = 30) -> None:
