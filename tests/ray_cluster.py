@@ -165,17 +165,36 @@ def processes() -> list[Proc]:
     return out
 
 
-def _renice(roots: list[int]) -> None:
-    """Lower the priority of ``roots`` and every process below them (workers the raylet already prestarted)."""
+def _tree(roots: list[int]) -> list[int]:
+    """``roots`` and every process below them (the workers a raylet started)."""
     children: dict[int, list[int]] = {}
     for proc in processes():
         children.setdefault(proc.ppid, []).append(proc.pid)
-    todo = list(roots)
+    found, todo = [], list(roots)
     while todo:
         pid = todo.pop()
+        found.append(pid)
         todo += children.get(pid, [])
+    return found
+
+
+def _renice(roots: list[int]) -> None:
+    """Lower the priority of ``roots`` and every process below them (workers the raylet already prestarted)."""
+    for pid in _tree(roots):
         with suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICE)
+
+
+def _kill_tree(roots: list[int]) -> None:
+    """SIGKILL ``roots`` and everything below them at once, as when a machine is lost: Ray's own non-graceful
+    removal kills the node's daemons only, and a worker left running could still finish a trial and report it."""
+    for pid in _tree(roots):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pids(node: Any) -> list[int]:
+    return [info.process.pid for infos in node.all_processes.values() for info in infos]
 
 
 def _serve(head_cpus: int, out: IO[str]) -> None:
@@ -197,11 +216,14 @@ def _serve(head_cpus: int, out: IO[str]) -> None:
             try:
                 if command["op"] == "add":
                     node = cluster.add_node(num_cpus=command["num_cpus"], num_gpus=command["num_gpus"])
-                    _renice([info.process.pid for infos in node.all_processes.values() for info in infos])
+                    _renice(_pids(node))
                     nodes[node.node_id] = node
                     send({"node_id": node.node_id})
                 elif command["op"] == "remove":
-                    cluster.remove_node(nodes.pop(command["node_id"]), allow_graceful=command["graceful"])
+                    node = nodes.pop(command["node_id"])
+                    if not command["graceful"]:
+                        _kill_tree(_pids(node))
+                    cluster.remove_node(node, allow_graceful=command["graceful"])
                     send({"ok": True})
                 else:
                     send({"error": f"unknown op {command['op']!r}"})

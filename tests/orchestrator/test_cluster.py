@@ -135,8 +135,8 @@ def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(cluster: 
     while not all(list((tmp_path / "storage" / "tune").glob(f"*/{key}_*/checkpoint_*")) for key in first_wave):
         assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "driver.log").read_text()[-4000:]
         time.sleep(0.2)
+    cluster.remove_node(victim, graceful=False)  # the node and its workers are gone when this returns
     killed_at = time.time()
-    cluster.remove_node(victim, graceful=False)
     log = finish(driver, tmp_path, cluster, timeout=600)
     assert f"{len(planned)} trials run" in log
 
