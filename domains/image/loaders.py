@@ -14,12 +14,16 @@ workers, and a restored task (``Cursor`` state only) continues with exactly the 
   flip (training) or resize + center-crop (validation) with PIL. The worker count comes from the trial's CPUs
   (``TrialSetup.threads``) unless the source sets ``workers``; the sampler is infinite, so workers stay up
   for the whole trial instead of restarting every epoch.
+
+Data-parallel replicas each train on a share of every batch (``Task.rank_share``), passed to ``next``.
+``FolderBatches`` applies it to the batch's plan, so each replica decodes only its own images; since every
+augmentation is seeded per item, the share is exactly the slice of the whole batch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,11 +35,16 @@ from torchvision.transforms.v2 import functional as TF
 from domains.image.data import ImageData, ImageSplit
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images (B, C, H, W), int64 labels (B,)
+Share = Callable[[Any], Any]  # a replica's part of a batch: tensor -> tensor, list -> list (``Task.rank_share``)
 EVAL_BATCH = 256  # fixed, so metrics never depend on hyperparameters (BN is in eval mode anyway)
 # DataLoader workers are started by a fork server, not forked from the trial: a worker forked from a Ray actor
 # inherits its Ray connections, and in a 4-trial ImageFolder sweep on Ray 2.60 the raylet itself died as soon
 # as the first actors were reused (reproduced twice; the same sweep with workers: 0 or a fork server passes).
 WORKER_START = "forkserver"
+
+
+def _whole(batch: Any) -> Any:
+    return batch
 
 
 class Cursor:
@@ -108,14 +117,15 @@ class ArrayBatches:
         self.padding, self.flip = data.crop_padding, data.hflip
         self.cursor = Cursor(len(rows), seed)
 
-    def next(self) -> Batch:
+    def next(self, share: Share = _whole) -> Batch:
+        """The next batch, or ``share`` of it (augmented as a whole first: one generator draws for the batch)."""
         epoch, pos = self.cursor.epoch, self.cursor.pos  # the batch's augmentation is seeded from these
         items = torch.from_numpy(self.cursor.take(self.batch_size)[0]).to(self.images.device)
         x = self.images[items]
         if self.augment:
             g = torch.Generator().manual_seed(_mix(self.cursor.seed, epoch, pos))
             x = pad_crop_flip(x, self.padding, self.flip, g)
-        return x.permute(0, 3, 1, 2), self.labels[items]
+        return share(x.permute(0, 3, 1, 2)), share(self.labels[items])
 
     def state(self) -> dict[str, int]:
         return self.cursor.state()
@@ -193,16 +203,17 @@ class FolderDataset(tud.Dataset):
 
 
 class _EndlessPlan(tud.Sampler):
-    """Batches of (index, seed, epoch, position) from a cursor state, forever."""
+    """Batches of (index, seed, epoch, position) from a cursor state, forever; ``share`` of each batch only."""
 
-    def __init__(self, cursor_state: Mapping[str, int], batch_size: int) -> None:
-        self.state, self.batch_size = dict(cursor_state), batch_size
+    def __init__(self, cursor_state: Mapping[str, int], batch_size: int, share: Share = _whole) -> None:
+        self.state, self.batch_size, self.share = dict(cursor_state), batch_size, share
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int, int]]]:
         cursor = Cursor.from_state(self.state)
         while True:
             items, epochs, positions = cursor.take(self.batch_size)
-            yield [(int(i), cursor.seed, int(e), int(p)) for i, e, p in zip(items, epochs, positions, strict=True)]
+            plan = [(int(i), cursor.seed, int(e), int(p)) for i, e, p in zip(items, epochs, positions, strict=True)]
+            yield self.share(plan)
 
 
 class FolderBatches:
@@ -215,9 +226,12 @@ class FolderBatches:
         self.cursor = Cursor(len(rows), seed)
         self._it: Iterator[Batch] | None = None
 
-    def next(self) -> Batch:
+    def next(self, share: Share = _whole) -> Batch:
+        """The next batch, or ``share`` of it: only those images are decoded. A replica's share stays the same for
+        the whole trial (prefetched batches were planned with it)."""
         if self._it is None:  # (re)started from the consumed cursor: batches prefetched before are dropped
-            loader = tud.DataLoader(self.dataset, batch_sampler=_EndlessPlan(self.cursor.state(), self.batch_size),
+            plan = _EndlessPlan(self.cursor.state(), self.batch_size, share)
+            loader = tud.DataLoader(self.dataset, batch_sampler=plan,
                                     num_workers=self.workers, pin_memory=self.device.type == "cuda",
                                     multiprocessing_context=WORKER_START if self.workers else None)
             self._it = iter(loader)

@@ -125,8 +125,7 @@ class ImageTask(Task):
         self.model.train()
         meter, images, errors = LossMeter(self._threshold), 0, 0
         for _ in range(steps):
-            x, y = self.batches.next()
-            x, y = self.rank_share(x), self.rank_share(y)
+            x, y = self.batches.next(self.rank_share)
             with self._autocast():
                 logits = self.model(self._input(x))
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=self.hp.label_smoothing)

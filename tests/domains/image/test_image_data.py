@@ -175,6 +175,25 @@ def test_imagefolder_batches_are_the_same_with_and_without_workers(write_folder:
     assert set(tasks[0].evaluate()) == {"val_top1_err", "val_xent"}  # 3 classes: no top-5
 
 
+def test_imagefolder_replicas_decode_only_their_share_of_each_batch(write_folder: Callable[..., list[Path]],
+                                                                     tmp_path: Path) -> None:
+    """Data-parallel replicas plan their share before decoding (3 of 8 images each, not 8 and keep 3), and the
+    shares are exactly the whole batch's slices: augmentation is seeded per image, not per decoding process."""
+    write_folder(tmp_path / "train", per_class=6)
+    domain = ImageDomain()
+    data = domain.prepare({"train": str(tmp_path / "train"), "image_size": 12, "min_scale": 0.5}, tmp_path / "cache")
+    setup = TrialSetup("resnet", 1.0, 4, {"batch_size": 8, "depth": 10}, seed=0)
+    whole, *replicas = (domain.build_task(data, setup, workers=0) for _ in range(4))
+    for rank, task in enumerate(replicas):
+        task.join_replicas(rank, len(replicas), sync=lambda loss: loss)
+    for _ in range(3):
+        x, y = whole.batches.next()
+        shares = [task.batches.next(task.rank_share) for task in replicas]
+        assert [len(xs) for xs, _ in shares] == [3, 3, 2]
+        for rank, (xs, ys) in enumerate(shares):
+            assert torch.equal(xs, x[rank::3]) and torch.equal(ys, y[rank::3])
+
+
 def test_imagefolder_validation_classes_must_be_training_classes(write_folder: Callable[..., list[Path]],
                                                                  tmp_path: Path) -> None:
     write_folder(tmp_path / "train", classes=(0, 1), per_class=3)
