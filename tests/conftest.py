@@ -37,3 +37,15 @@ def ray_session(fail_once_dir: Path) -> Iterator[None]:
     init_ray(num_cpus=2)
     yield
     ray.shutdown()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures tests measured (``record_property``) at the end of the run, so every CI log carries them:
+    tests assert correctness, not speed, but some figures are worth seeing on every run."""
+    figures = [(report.nodeid.rsplit("::", 1)[-1], name, value)
+               for report in terminalreporter.getreports("passed") + terminalreporter.getreports("failed")
+               if report.when == "call" for name, value in report.user_properties]
+    if figures:
+        terminalreporter.section("figures measured by tests")
+        for test, name, value in figures:
+            terminalreporter.write_line(f"{name} = {value}   ({test})")
