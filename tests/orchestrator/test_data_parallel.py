@@ -27,6 +27,7 @@ from tests.s3_server import free_port
 LM_DATA = {"vocab_size": 1000, "max_valid_words": 1500, "max_valid_chars": 6000}
 STEPS = 12
 HPARAMS = {"optimizer": "sgd", "lr": 1.0, "batch_size": 8, "bptt": 16, "dropout": 0.0}  # linear in the gradients
+NULL_IN_A_COMPLETED_ROW = {"error"}  # what a completed single-process trial's row leaves empty
 
 
 def lm_prepared(corpus: Path, cache: Path) -> Any:
@@ -90,49 +91,60 @@ def test_two_replicas_train_as_one_process_on_the_whole_batch(corpus_dir: Path, 
 
 
 # ------------------------------------------------------------------------------------------------ on Ray
-def dp_spec(corpus: Path, storage: Path, name: str, **domain: Any) -> dict[str, Any]:
-    lm = {
+def dp_spec(corpus: Path, storage: Path) -> dict[str, Any]:
+    """Width 16 on 2 workers, three learning rates in one ASHA group (rungs at 10 and 20 steps), one at a time."""
+    return {"name": "dp", "storage": str(storage), "max_concurrent_trials": 1, "domains": {"lm": {
         "data": {"train": str(corpus / TRAIN_GLOB), "valid": str(corpus / VALID_GLOB), **LM_DATA},
-        "families": ["word"],
-        "shards": [1.0],
-        "widths": [8, 16],
-        "hparams": {"batch_size": 8, "bptt": 16, "lr": 0.01},
-        "early_stopping": {"grace_period": 10, "max_steps": 40, "eval_every": 10, "patience": None,
-                           "enabled": False},
-        # width 16 trains on 2 workers; 0.1 (driver) + 2 x 0.4 + 1 x 0.4 (width 8) fit the session's 2 CPUs
-        "resources": {"cpu": 0.4, "rules": [{"min_width": 16, "workers": 2}]},
-    }
-    lm.update(domain)
-    return {"name": name, "storage": str(storage), "domains": {"lm": lm}}
+        "families": ["word"], "shards": [1.0], "widths": [16],
+        "hparams": {"batch_size": 8, "bptt": 16, "lr": {"grid": [0.01, 1.0e-4, 2.0e-4]}},
+        "early_stopping": {"grace_period": 10, "reduction_factor": 2, "max_steps": 40, "eval_every": 10,
+                           "patience": None},
+        "resources": {"cpu": 0.4, "rules": [{"min_width": 16, "workers": 2}]},  # 0.1 (driver) + 2 x 0.4 <= 2 CPUs
+    }}}
 
 
 @pytest.mark.slow
-def test_data_parallel_trial_trains_resumes_and_lands_in_the_store(corpus_dir: Path, ray_session: None,
-                                                                   fail_once_dir: Path, tmp_path: Path) -> None:
-    spec = parse_spec(dp_spec(corpus_dir, tmp_path, "dp"))
-    planned = {t.width: t for t in plan_trials(spec, resolve_domains(spec))}
-    assert (planned[8].workers, planned[16].workers) == (1, 2)
-    assert trial_resources({"trial": planned[16].to_config()}) == DRIVER_RESOURCES
-    (fail_once_dir / f"{planned[16].trial_key}.fail").touch()  # rank 0 dies after its 2nd checkpoint
+def test_workers_without_gpus_share_a_cluster_too_small_for_them(ray_session: None) -> None:
+    plan = {"trial_key": "k", "workers": 4, "resources": {"cpu": 1.0, "gpu": 0.0}}
+    assert worker_resources(plan) == {"CPU": 0.475}  # (2 CPUs - the driver's 0.1) / 4
+    assert worker_resources({**plan, "workers": 2, "resources": {"cpu": 0.5, "gpu": 0.0}}) == {"CPU": 0.5}
+    assert worker_resources({**plan, "resources": {"cpu": 1.0, "gpu": 1.0}}) == {"CPU": 1.0, "GPU": 1.0}
+
+
+@pytest.mark.slow
+def test_data_parallel_trials_resume_are_stopped_by_asha_and_land_in_the_store(
+        corpus_dir: Path, ray_session: None, fail_once_dir: Path, tmp_path: Path) -> None:
+    """Three 2-worker trials, one at a time, in one ASHA group. The good learning rate dies once (rank 0, after its
+    2nd checkpoint), resumes from its checkpoint and runs to the end; the two bad ones are stopped at the first
+    rung. Each stopped trial aborts its Train run; the next reuses its actor (a trial thread still in
+    trainer.fit() would make that fail), and at the end every worker's CPU is back with Ray."""
+    import ray
+
+    spec = parse_spec(dp_spec(corpus_dir, tmp_path))
+    planned = plan_trials(spec, resolve_domains(spec))
+    assert [(t.workers, t.hparams["lr"]) for t in planned] == [(2, 0.01), (2, 1.0e-4), (2, 2.0e-4)]
+    assert trial_resources({"trial": planned[0].to_config()}) == DRIVER_RESOURCES
+    (fail_once_dir / f"{planned[0].trial_key}.fail").touch()
 
     outcome = run_sweep(spec, progress=False)
-    assert (fail_once_dir / f"{planned[16].trial_key}.failed").exists()
-    assert outcome.ran == 2
+    assert (fail_once_dir / f"{planned[0].trial_key}.failed").exists()
+    assert outcome.ran == 3
     store = ResultsStore(str(tmp_path))
-    rows = {r["width"]: r for r in store.read_results().to_pylist()}
-    alone, dp = rows[8], rows[16]
-    assert {k for k, v in dp.items() if v is not None} == {k for k, v in alone.items() if v is not None}
-    assert dp["status"] == "completed" and dp["stop_reason"] == "max_steps"
-    assert dp["steps"] == 40 and dp["iterations"] == 4 and dp["restores"] == 1  # resumed, not restarted
-    assert dp["samples"] == 40 * 8 * 16 == alone["samples"]  # both workers' tokens: the whole batch per step
-    assert dp["num_params"] > alone["num_params"] > 0
-    assert dp["best_value"] == json.loads(dp["best_metrics"])["val_xent"]
+    rows = {r["trial_key"]: r for r in store.read_results().to_pylist()}
+    assert [(rows[t.trial_key]["status"], rows[t.trial_key]["stop_reason"], rows[t.trial_key]["steps"])
+            for t in planned] == [("completed", "max_steps", 40), ("stopped", "asha", 10), ("stopped", "asha", 10)]
+
+    # the good trial: resumed, not restarted, and a row like any single-process trial's
+    dp = rows[planned[0].trial_key]
+    assert {k for k, v in dp.items() if v is None} == NULL_IN_A_COMPLETED_ROW
+    assert dp["iterations"] == 4 and dp["restores"] == 1
+    assert dp["samples"] == 40 * 8 * 16  # both workers' tokens: the whole batch per step
+    assert dp["num_params"] > 0 and dp["best_value"] == json.loads(dp["best_metrics"])["val_xent"]
     assert set(json.loads(dp["final_metrics"])) == {"val_xent", "val_ppl"}
     history = store.read_history(dp["trial_key"]).to_pylist()
     assert [h["steps"] for h in history] == [10, 20, 30, 40]
     xent = [json.loads(h["metrics"])["val_xent"] for h in history]
     assert xent[-1] < xent[0] - 0.3 and history[-1]["train_loss"] < history[0]["train_loss"]  # it learned
-
     # every report: the two replicas' weights agree bitwise (Tune keeps each result the trial sent)
     (trial_dir,) = (tmp_path / "tune" / "dp").glob(f"{dp['trial_key']}_*")
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
@@ -145,40 +157,10 @@ def test_data_parallel_trial_trains_resumes_and_lands_in_the_store(corpus_dir: P
     own = torch.load(checkpoints[-1] / "trial_state.rank1.pt", weights_only=False)["task"]
     assert "model" not in own and own["hidden"][0].shape[1] == 4  # 4 of the 8 readers
 
-
-@pytest.mark.slow
-def test_workers_without_gpus_share_a_cluster_too_small_for_them(ray_session: None) -> None:
-    plan = {"trial_key": "k", "workers": 4, "resources": {"cpu": 1.0, "gpu": 0.0}}
-    assert worker_resources(plan) == {"CPU": 0.475}  # (2 CPUs - the driver's 0.1) / 4
-    assert worker_resources({**plan, "workers": 2, "resources": {"cpu": 0.5, "gpu": 0.0}}) == {"CPU": 0.5}
-    assert worker_resources({**plan, "resources": {"cpu": 1.0, "gpu": 1.0}}) == {"CPU": 1.0, "GPU": 1.0}
-
-
-@pytest.mark.slow
-def test_asha_stops_data_parallel_trials_and_their_workers_go(corpus_dir: Path, ray_session: None,
-                                                              tmp_path: Path) -> None:
-    """One at a time, in one ASHA group: the good learning rate runs to the end, the two bad ones are stopped at
-    the first rung. Each stopped trial aborts its Train run; the next reuses its actor (a trial thread still in
-    trainer.fit() would make that fail), and at the end every worker's CPU is back with Ray."""
-    import ray
-
-    data = dp_spec(corpus_dir, tmp_path, "asha", widths=[16],
-                   hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.01, 1.0e-4, 2.0e-4]}},
-                   early_stopping={"grace_period": 10, "reduction_factor": 2, "max_steps": 30, "eval_every": 10,
-                                   "patience": None})
-    data["max_concurrent_trials"] = 1
-    spec = parse_spec(data)
-    planned = plan_trials(spec, resolve_domains(spec))
-    assert [(t.workers, t.hparams["lr"]) for t in planned] == [(2, 0.01), (2, 1.0e-4), (2, 2.0e-4)]
-    run_sweep(spec, progress=False)
-
-    rows = {r["trial_key"]: r for r in ResultsStore(str(tmp_path)).read_results().to_pylist()}
-    assert [(rows[t.trial_key]["status"], rows[t.trial_key]["stop_reason"], rows[t.trial_key]["steps"])
-            for t in planned] == [("completed", "max_steps", 30), ("stopped", "asha", 10), ("stopped", "asha", 10)]
-    for stopped in planned[1:]:  # their workers were stopped too, long before max_steps
+    for stopped in planned[1:]:  # the stopped trials' workers were stopped too, long before max_steps
         run = tmp_path / "tune" / TRAIN_RUNS_DIR / stopped.trial_key
         last = max(p for p in run.glob("checkpoint_*") if p.is_dir())
-        assert torch.load(last / STATE_FILE, weights_only=False)["progress"]["steps"] < 30
+        assert torch.load(last / STATE_FILE, weights_only=False)["progress"]["steps"] < 40
     deadline = time.monotonic() + 30
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
         time.sleep(0.5)
