@@ -37,7 +37,7 @@ from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, write_corpus
 from fitting.store import ResultsStore
 from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.spec import parse_spec
-from orchestrator.utilization import busy_fraction, oversubscribed, queued_window, spans
+from orchestrator.utilization import busy_fraction, oversubscribed, queued_window, spans, started_per_second
 
 WIDTHS = [8, 16, 32, 64]  # 64 takes a whole GPU
 
@@ -115,7 +115,7 @@ def measure(label: str, command: list[str], env: dict[str, str], storage: Path, 
     if problems := oversubscribed(items, gpus):
         raise SystemExit(f"{label}: GPU oversubscribed: {problems[:5]}")
     lo, hi = queued_window(items)
-    return Measured(label, wall, hi - lo, (len(items) - 1) / (hi - lo), busy_fraction(items, sum(gpus.values())))
+    return Measured(label, wall, hi - lo, started_per_second(items), busy_fraction(items, sum(gpus.values())))
 
 
 def main() -> None:
@@ -145,7 +145,8 @@ def main() -> None:
             data = spec(corpus, root / label, args.trials, args.steps, args.one_shape)
             (root / f"{label}.yaml").write_text(yaml.safe_dump(data))
             specs[label] = data
-        planned = plan_trials(parse_spec(specs["scaling-sweep"]), resolve_domains(parse_spec(specs["scaling-sweep"])))
+        parsed = parse_spec(specs["scaling-sweep"])
+        planned = plan_trials(parsed, resolve_domains(parsed))
         gpu_of = {t.trial_key: float(t.resources["gpu"]) for t in planned}
         with ray_cluster(gpu_nodes=args.gpu_nodes, gpus_per_node=1, cpus_per_node=4) as cluster:
             env = {**cluster.env, **({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"} if args.no_tune_loggers else {})}

@@ -83,6 +83,14 @@ def queued_window(items: Sequence[Span]) -> tuple[float, float]:
     return min(starts), max(starts)
 
 
+def started_per_second(items: Sequence[Span]) -> float:
+    """Scheduling throughput: trial starts per second over ``queued_window`` (the first start opens it)."""
+    lo, hi = queued_window(items)
+    if hi <= lo:
+        raise ValueError(f"empty window [{lo}, {hi}]: all trials started at once")
+    return (len(items) - 1) / (hi - lo)
+
+
 def busy_fraction(items: Sequence[Span], total_gpus: float, window: tuple[float, float] | None = None) -> float:
     """GPU-slot utilization: GPU-seconds held by trials within ``window`` over ``total_gpus`` x its length.
 

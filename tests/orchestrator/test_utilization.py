@@ -18,6 +18,7 @@ from orchestrator.utilization import (
     peak_node_occupancy,
     queued_window,
     spans,
+    started_per_second,
 )
 
 
@@ -63,6 +64,7 @@ def test_busy_fraction_counts_gpu_seconds_while_trials_are_queued() -> None:
     items = [span("a", "0", 1.0, 0, 10), span("b", "0", 0.5, 0, 6), span("b", "0", 0.5, 0, 10),
              span("a", "0", 1.0, 10, 20)]
     assert queued_window(items) == (0, 10)
+    assert started_per_second(items) == pytest.approx(3 / 10)  # 4 starts in 10 s: 3 after the first
     # held: 10 (GPU a) + 3 + 5 (GPU b) of 2 x 10 GPU-seconds; the trial starting at 10 adds nothing
     assert busy_fraction(items, total_gpus=2) == pytest.approx(18 / 20)
     assert busy_fraction(items, total_gpus=2, window=(10, 20)) == pytest.approx(10 / 20)
