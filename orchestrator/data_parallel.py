@@ -34,6 +34,7 @@ a callback on the sweep driver, then removes what the workers held.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import tempfile
@@ -70,6 +71,7 @@ POLL_SECONDS = 0.5  # how often the driver looks whether its Train run has ended
 ABORT_SECONDS = 30.0  # a Train run not aborted gracefully by then is killed
 PLACEMENT_GROUP_KEY = "train_placement_group"  # result key: the workers' placement group, for ReleaseWorkers
 RELEASE_AFTER_SECONDS = 10.0  # grace for a stopped trial's own abort before the sweep driver steps in
+COMMIT_WAIT_SECONDS = 60.0  # fault injection (tests): longest wait for Train to register a checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -191,6 +193,32 @@ class ReplicaIO:
         with tempfile.TemporaryDirectory() as tmp:  # Train merges every rank's files into one checkpoint
             torch.save(saved, Path(tmp) / (STATE_FILE if self.lead else self.own_file))
             ray.train.report(result, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    def wait_committed(self, timeout: float = COMMIT_WAIT_SECONDS) -> None:
+        """Wait until the Train controller has registered this replica's last checkpoint. A report returns once
+        the checkpoint is uploaded, but the controller collects it only at its next poll of the workers (every
+        2 s): a replica gone before that takes the report, and any the controller has not paired yet, with it."""
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return
+        storage = ray.train.get_context().get_storage()
+        name = Path(checkpoint.path).name
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if name in _registered_checkpoints(storage.storage_filesystem, storage.checkpoint_manager_snapshot_path):
+                return
+            time.sleep(0.2)
+        log.warning("checkpoint %s not registered by Ray Train after %.0f s", name, timeout)
+
+
+def _registered_checkpoints(filesystem: Any, snapshot_path: str) -> set[str]:
+    """Names of the checkpoints Ray Train's checkpoint manager has registered, from its snapshot in storage."""
+    try:
+        with filesystem.open_input_stream(snapshot_path) as stream:
+            snapshot = json.loads(stream.read())
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return set()
+    return {r["checkpoint_dir_name"] for r in snapshot.get("checkpoint_results", [])}
 
 
 def _broadcast_from_lead(model: torch.nn.Module) -> None:

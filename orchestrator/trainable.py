@@ -50,15 +50,17 @@ def _improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
 
 
-def _maybe_fail_once(trial_key: str) -> None:
+def _maybe_fail_once(trial_key: str, io: TrialIO) -> None:
     """Fault injection for tests: a trial armed with ``<dir>/<trial_key>.fail`` dies once, hard, right after
-    it has saved a checkpoint, as a lost node or an OOM kill would end it."""
+    its checkpoint is committed, as a lost node or an OOM kill would end it. Waiting for the commit lets a test
+    know which checkpoint the retry resumes from; a real crash may come a moment earlier and lose one report."""
     marker_dir = os.environ.get(FAIL_ONCE_ENV)
     if not marker_dir:
         return
     armed = Path(marker_dir) / f"{trial_key}.fail"
     if armed.exists():
         armed.rename(armed.with_suffix(".failed"))
+        io.wait_committed()
         os._exit(1)
 
 
@@ -102,6 +104,9 @@ class TrialIO(Protocol):
     def report(self, result: dict[str, Any], saved: dict[str, Any] | None) -> None:
         """Report ``result``, with a checkpoint of ``saved`` unless it is None (the trial's last report)."""
 
+    def wait_committed(self) -> None:
+        """Return once the last reported checkpoint is where a retry of the trial will look for it."""
+
 
 class TuneIO:
     """A trial that trains in its own process: checkpoints and results go straight through Tune."""
@@ -128,6 +133,9 @@ class TuneIO:
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(saved, Path(tmp) / STATE_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def wait_committed(self) -> None:
+        """Nothing to wait for: ``tune.report`` returns only once Tune has taken the result and its checkpoint."""
 
 
 def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
@@ -221,4 +229,4 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
             return
         io.report(result, {"task": task.state_dict(), "progress": state})
         if state["iteration"] == 2 and io.lead:
-            _maybe_fail_once(plan["trial_key"])
+            _maybe_fail_once(plan["trial_key"], io)

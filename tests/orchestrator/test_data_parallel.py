@@ -114,10 +114,10 @@ def test_workers_without_gpus_share_a_cluster_too_small_for_them(ray_session: No
 @pytest.mark.slow
 def test_data_parallel_trials_resume_are_stopped_by_asha_and_land_in_the_store(
         corpus_dir: Path, ray_session: None, fail_once_dir: Path, tmp_path: Path) -> None:
-    """Three 2-worker trials, one at a time, in one ASHA group. The good learning rate dies once (rank 0, after its
-    2nd checkpoint), resumes from its checkpoint and runs to the end; the two bad ones are stopped at the first
-    rung. Each stopped trial aborts its Train run; the next reuses its actor (a trial thread still in
-    trainer.fit() would make that fail), and at the end every worker's CPU is back with Ray."""
+    """Three 2-worker trials, one at a time, in one ASHA group. The good learning rate dies once (rank 0, once
+    its 2nd checkpoint is committed), resumes from that checkpoint and runs to the end; the two bad ones are
+    stopped at the first rung. Each stopped trial aborts its Train run; the next reuses its actor (a trial thread
+    still in trainer.fit() would make that fail), and at the end every worker's CPU is back with Ray."""
     import ray
 
     spec = parse_spec(dp_spec(corpus_dir, tmp_path))
@@ -148,8 +148,9 @@ def test_data_parallel_trials_resume_are_stopped_by_asha_and_land_in_the_store(
     # every report: the two replicas' weights agree bitwise (Tune keeps each result the trial sent)
     (trial_dir,) = (tmp_path / "tune" / "dp").glob(f"{dp['trial_key']}_*")
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
-    assert all(r["replica_drift"] == 0.0 for r in reports) and reports[-1]["steps"] == 40
-    assert reports[0]["restores"] == 0 and reports[-1]["restores"] == 1
+    assert all(r["replica_drift"] == 0.0 for r in reports)
+    # it died right after its 2nd checkpoint was committed, and went on from there
+    assert [(r["steps"], r["restores"]) for r in reports] == [(10, 0), (20, 0), (30, 1), (40, 1)]
     # Train's checkpoints: rank 0's whole state, rank 1's own part (its readers and RNG, not the weights)
     run = tmp_path / "tune" / TRAIN_RUNS_DIR / dp["trial_key"]
     checkpoints = sorted(p for p in run.glob("checkpoint_*") if p.is_dir())
