@@ -9,6 +9,7 @@ from pathlib import Path
 
 from domains.base import DataSourceError
 from domains.registry import installed_domains
+from orchestrator.errors import RunRefused, StoreWriteError
 from orchestrator.spec import SpecError, SweepSpec, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,9 +35,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
+    from orchestrator.lease import StorageLease
+
+    StorageLease(spec.storage_uri(), spec.name).refuse_if_held(args.takeover)  # in seconds: before Ray is loaded
     from orchestrator.runner import run_sweep
 
-    outcome = run_sweep(spec, progress=not args.quiet, num_cpus=args.num_cpus)
+    outcome = run_sweep(spec, progress=not args.quiet, num_cpus=args.num_cpus, address=args.address,
+                        takeover=args.takeover, allow_spec_change=args.allow_spec_change)
     print(f"\nsweep {spec.name!r}: {outcome.ran} trials run, {outcome.skipped} already stored "
           f"-> {outcome.storage}/results\n")
     return _print_fits(outcome.storage, as_json=False, n_boot=args.bootstrap)
@@ -103,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")
         sp.add_argument("--quiet", action="store_true", help="no progress display")
         sp.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the final fits")
+        sp.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray of its own)")
+        sp.add_argument("--takeover", action="store_true",
+                        help="take the storage's lease from a driver that holds it (only when that driver is gone)")
+        sp.add_argument("--allow-spec-change", action="store_true",
+                        help="run an edited spec whose changes are incompatible with the trials already stored")
 
     sp = sub.add_parser("plan", help="print the trial table of a spec without starting Ray")
     sp.add_argument("spec", type=Path)
@@ -151,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, DataSourceError) as exc:
+    except (SpecError, DataSourceError, RunRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StoreWriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import logging
 import pickle
-import uuid
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from fitting.store import resolve
+from orchestrator.storage_io import redact, write_atomic
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -35,27 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GroupFn = Callable[[dict[str, Any]], Hashable]
-
-
-def redact(uri: str) -> str:
-    """The URI without credentials or query options, for log lines (``s3://key:secret@bucket`` must not leak)."""
-    if "://" not in uri:
-        return uri
-    parts = urlsplit(uri)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
-
-
-def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Readers see the old bytes or the new ones, never a torn file: rename on a local disk, one PUT elsewhere."""
-    if isinstance(fs, pafs.LocalFileSystem):
-        parent, _, name = path.rpartition("/")
-        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-        with fs.open_output_stream(tmp) as out:
-            out.write(data)
-        fs.move(tmp, path)
-    else:
-        with fs.open_output_stream(path) as out:  # the object appears only when the upload completes
-            out.write(data)
 
 
 def load_state(uri: str) -> dict[str, Any] | None:

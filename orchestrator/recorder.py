@@ -13,14 +13,44 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
 
 from fitting.store import ResultsStore
+from orchestrator.storage_io import redact
 
 log = logging.getLogger(__name__)
 TRAIN_PREFIX = "train/"  # result keys of a task's own training counters (TrainStats.extra)
 RESTORED_HISTORY = "restored_history"  # result key: JSON list of a restored trial's history before its restore
+WRITE_ATTEMPTS = 3  # a row write is tried this often (object stores fail transiently) before the sweep stops
+RETRY_SECONDS = 1.0  # first pause between attempts; doubled each time
+
+# Storages whose results could not be written in this driver process, with the reason. The recorder marks them,
+# ``StopWhenUnwritable`` (pickled with the Tuner, so a restored Tuner has it too) reads them.
+_UNWRITABLE: dict[str, str] = {}
+
+
+def unwritable(storage_uri: str) -> str | None:
+    """Why the results of ``storage_uri`` could not be written in this process, or None."""
+    return _UNWRITABLE.get(storage_uri)
+
+
+def reset_unwritable(storage_uri: str) -> None:
+    """Forget an earlier failure (a new sweep run in the same process tries the store afresh)."""
+    _UNWRITABLE.pop(storage_uri, None)
+
+
+class StopWhenUnwritable(Stopper):
+    """Ends the whole Tune run once the results store has failed: every further trial would be lost."""
+
+    def __init__(self, storage_uri: str) -> None:
+        self.storage_uri = storage_uri
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return unwritable(self.storage_uri) is not None
 
 
 @cache
@@ -144,8 +174,28 @@ class ResultsRecorder(Callback):
             "code_version": code_version(), "error": error, **_placement(last),
         }
         history = sorted(self._history.pop(trial.trial_id, {}).values(), key=lambda h: h["iteration"])
-        try:
-            self.store.write_trial(row, history)
-            self.written += 1
-        except Exception:  # never lose the sweep over one write; the row is logged for recovery
-            log.exception("could not write results for trial %s: %s", plan["trial_key"], row)
+        if unwritable(self.storage_uri):
+            # the sweep is stopping because the store failed: Tune ends the remaining trials as terminated, and a
+            # row would record them as finished. Without a row, `resume` runs them again.
+            log.warning("trial %s not recorded: the results store failed; resume runs it again", plan["trial_key"])
+            return
+        pause = RETRY_SECONDS
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:  # each file is replaced atomically: a failed attempt leaves the old file or none, never half
+                self.store.write_trial(row, history)
+                self.written += 1
+                return
+            except OSError as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    _UNWRITABLE[self.storage_uri] = f"{type(exc).__name__}: {exc}"
+                    log.error("could not write the results of trial %s to %s after %d attempts (%s); stopping the "
+                              "sweep: free space or fix access, then resume", plan["trial_key"],
+                              redact(self.storage_uri), attempt, exc)
+                    return
+                log.warning("writing the results of trial %s failed (%s); retrying in %.0f s", plan["trial_key"],
+                            exc, pause)
+                time.sleep(pause)
+                pause *= 2
+            except Exception:  # a bad row, not a bad store: never lose the sweep over it; logged for recovery
+                log.exception("could not write results for trial %s: %s", plan["trial_key"], row)
+                return

@@ -28,11 +28,21 @@ from ray import tune
 from fitting.store import ResultsStore, resolve
 from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
+from orchestrator.errors import StoreWriteError
 from orchestrator.group_asha import GroupedASHAScheduler
+from orchestrator.lease import StorageLease
 from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
 from orchestrator.progress import ProgressDisplay
-from orchestrator.recorder import ResultsRecorder
+from orchestrator.ray_address import choose_target, probe
+from orchestrator.recorder import (
+    ResultsRecorder,
+    StopWhenUnwritable,
+    reset_unwritable,
+    unwritable,
+)
 from orchestrator.spec import SpecError, SweepSpec, parse_spec
+from orchestrator.spec_changes import incompatible_changes
+from orchestrator.storage_io import redact
 from orchestrator.trainable import run_trial
 
 log = logging.getLogger(__name__)
@@ -93,19 +103,23 @@ def prepare_domains(domains: dict[str, ResolvedDomain], storage: str) -> dict[st
     return {name: rd.plugin.prepare(rd.source, cache_root / name) for name, rd in domains.items()}
 
 
-def init_ray(num_cpus: int | None = None) -> bool:
-    """Join the cluster in ``RAY_ADDRESS`` (as under ``ray job submit``), else start Ray in-process.
+def init_ray(num_cpus: int | None = None, address: str | None = None) -> bool:
+    """Join the cluster at ``address`` (``--address``) or ``RAY_ADDRESS`` (as under ``ray job submit``), else start
+    a Ray of our own in-process: never the last cluster named in Ray's address file, which a head killed by a
+    signal leaves behind (``orchestrator.ray_address``). A given address that does not answer fails in seconds.
 
     Returns True for a local, in-process Ray (fixed resources, no autoscaler)."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if os.environ.get("RAY_ADDRESS"):
-        if not ray.is_initialized():
-            ray.init(address=os.environ["RAY_ADDRESS"], logging_level=logging.WARNING)
-        return False
-    if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+    target = choose_target(address)
+    if ray.is_initialized():
+        return target.local
+    if target.local:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True)
-    return True
+        return True
+    probe(target)
+    ray.init(address=target.address, logging_level=logging.WARNING)
+    return False
 
 
 def fit_to_cluster(trials: list[TrialPlan], local_ray: bool) -> list[TrialPlan]:
@@ -240,10 +254,11 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
 
 def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
-               storage_fs: pafs.FileSystem, callbacks: list[Any], scheduler: Any,
+               storage_fs: pafs.FileSystem, callbacks: list[Any], scheduler: Any, results_uri: str,
                reuse_actors: bool = True) -> tune.Tuner:
     """The sweep's Tuner: one grid point per planned trial, actors reused between trials. ``ReleaseWorkers``
-    makes sure the workers of a stopped data-parallel trial give their resources back."""
+    makes sure the workers of a stopped data-parallel trial give their resources back; ``StopWhenUnwritable``
+    ends the run once trial results cannot be written to ``results_uri``."""
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
@@ -252,25 +267,66 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,
-            callbacks=[*callbacks, ReleaseWorkers()], verbose=0,
+            callbacks=[*callbacks, ReleaseWorkers()], verbose=0, stop=StopWhenUnwritable(results_uri),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
     )
 
 
+def saved_spec(storage: str, name: str) -> SweepSpec | None:
+    """The spec sweep ``name`` was last run with under ``storage``, or None when it never ran there."""
+    fs, root = resolve(storage)
+    if fs.get_file_info(f"{root}/{SPECS_DIR}/{name}.json").type != pafs.FileType.File:
+        return None
+    return load_saved_spec(storage, name)
+
+
+def check_spec_change(spec: SweepSpec, storage: str, allow: bool = False) -> None:
+    """Refuse an edited spec that would mix incompatible trials into the stored curves (``spec_changes``)."""
+    before = saved_spec(storage, spec.name)
+    changes = incompatible_changes(before, spec) if before is not None else []
+    if not changes:
+        return
+    listing = "\n".join(f"  {c}" for c in changes)
+    if allow:
+        log.warning("sweep %r changed incompatibly since its last run under %s (allowed):\n%s", spec.name, storage,
+                    listing)
+        return
+    raise SpecError(f"sweep {spec.name!r} under {storage} was run with another spec; these changes would mix "
+                    f"incompatible trials into its curves:\n{listing}\nName a new storage (--storage), or pass "
+                    f"--allow-spec-change to keep the stored trials and add the new ones anyway. Compatible changes "
+                    f"(more seeds, shards, widths, grid values, samples; other resources) top the sweep up.")
+
+
 def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = True,
-              num_cpus: int | None = None, reuse_actors: bool = True) -> SweepOutcome:
-    """Run (or resume) a sweep to the end; every trial lands in ``<storage>/results``."""
+              num_cpus: int | None = None, reuse_actors: bool = True, address: str | None = None,
+              takeover: bool = False, allow_spec_change: bool = False) -> SweepOutcome:
+    """Run (or resume) a sweep to the end; every trial lands in ``<storage>/results``.
+
+    One driver per storage (``orchestrator.lease``); an edited spec must be a top-up of the stored one unless
+    ``allow_spec_change``; a store that cannot be written stops the sweep with ``StoreWriteError``."""
     domains = resolve_domains(spec)  # spec errors surface before any data is read or Ray starts
     storage = spec.storage_uri(spec_dir)
     store = ResultsStore(storage)
     store.check_writable()
+    check_spec_change(spec, storage, allow_spec_change)
+    probe(choose_target(address))  # a dead cluster address fails in seconds, before data is prepared
+    lease = StorageLease(storage, spec.name)
+    lease.acquire(takeover=takeover)
+    try:
+        return _run_leased(spec, domains, storage, store, progress, num_cpus, reuse_actors, address)
+    finally:
+        lease.release()
+
+
+def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: str, store: ResultsStore,
+                progress: bool, num_cpus: int | None, reuse_actors: bool, address: str | None) -> SweepOutcome:
     trials = plan_trials(spec, domains)
     prepared = prepare_domains(domains, storage)  # a missing dataset fails here, before trials are queued
     trials = [replace(t, train_size=domains[t.domain].plugin.train_size(prepared[t.domain], t.fraction, t.family))
               for t in trials]
 
-    local_ray = init_ray(num_cpus)
+    local_ray = init_ray(num_cpus, address)
     trials = fit_to_cluster(trials, local_ray)
     save_spec(spec, storage)
     refs = {name: ray.put(p) for name, p in prepared.items()}
@@ -278,6 +334,7 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
     fs, root = resolve(storage)  # Tune gets the same pyarrow filesystem (URI query options such as endpoints kept)
     tune_path = f"{root}/{TUNE_DIR}"
     experiment = f"{tune_path}/{spec.name}"
+    reset_unwritable(storage)
 
     def callbacks(total: int) -> list[Any]:
         cbs: list[Any] = [ResultsRecorder(storage), DashboardMetrics()]
@@ -285,18 +342,29 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
             cbs.append(ProgressDisplay(total))
         return cbs
 
+    def fit(tuner: tune.Tuner) -> None:
+        try:
+            tuner.fit()
+        except OSError as exc:  # Tune's own state or checkpoints could not be written
+            raise StoreWriteError(f"the sweep stopped: storage {redact(storage)} cannot be written ({exc}). Free "
+                                  f"space or fix access, then run `scaling-sweep resume {redact(storage)}`") from exc
+        reason = unwritable(storage)
+        if reason:
+            raise StoreWriteError(f"the sweep stopped: trial results could not be written to {redact(storage)} "
+                                  f"({reason}). Stored rows are whole; free space or fix access, then run "
+                                  f"`scaling-sweep resume {storage}` to finish the rest")
+
     ran = 0
     started = time.monotonic()
     restored = restore_tuner(experiment, trainable, fs)
     if restored is not None:
-        restored.fit()
+        fit(restored)
         ran += 1
     done = store.finished_keys()
     todo = [t for t in trials if t.trial_key not in done]
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
-        tuner = make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),
-                           _scheduler(spec, asha_state_uri(storage, name)), reuse_actors=reuse_actors)
-        tuner.fit()
+        fit(make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),
+                       _scheduler(spec, asha_state_uri(storage, name)), storage, reuse_actors=reuse_actors))
     return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo),
                         tune_seconds=time.monotonic() - started)
