@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+Share = Callable[[Any], Any]  # Task.rank_share: a batch (array, tensor or list) -> this replica's part of it
 
 
 class DataSourceError(ValueError):

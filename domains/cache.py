@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -56,3 +61,47 @@ def manifest_params(folder: Path) -> dict[str, Any] | None:
 def write_manifest(folder: Path, params: dict[str, Any], counts: dict[str, Any]) -> None:
     """Mark ``folder`` as a complete corpus generated with ``params`` (``counts`` for the reader's benefit)."""
     (folder / MANIFEST).write_text(json.dumps({"params": params, "counts": counts}, indent=1) + "\n")
+
+
+def file_stamp(path: Path) -> list[Any]:
+    """(resolved path, size, mtime) of an input file: part of a cache key, so edited data is re-read and
+    unchanged data never is."""
+    st = os.stat(path)
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def cache_key(version: int, settings: Any, **inputs: Any) -> str:
+    """A short hash of the cache layout's ``version``, the source ``settings`` (JSON data) and the ``inputs``'
+    stamps: the name of the folder a prepared data set is cached in."""
+    blob = json.dumps({"version": version, "source": settings, **inputs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def load_or_build(folder: Path, load: Callable[[Path], T | None], build: Callable[[], T],
+                  save: Callable[[T, Path], None]) -> T:
+    """The data cached in ``folder`` when ``load`` finds it complete; else ``build`` it and ``save`` it there
+    (``save`` writes atomically, e.g. with ``atomic_folder``)."""
+    cached = load(folder)
+    if cached is not None:
+        return cached
+    data = build()
+    save(data, folder)
+    return data
+
+
+ARRAYS_FILE = "arrays.npz"
+
+
+def save_arrays(arrays: Mapping[str, np.ndarray], folder: Path) -> None:
+    """A prepared data set of named arrays, written into ``folder`` in one atomic step (see ``load_arrays``)."""
+    with atomic_folder(folder, ARRAYS_FILE) as tmp:
+        np.savez(tmp / ARRAYS_FILE, **arrays)
+
+
+def load_arrays(folder: Path) -> dict[str, np.ndarray] | None:
+    """What ``save_arrays`` wrote into ``folder``; None when it is not there (yet)."""
+    path = folder / ARRAYS_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as arrays:
+        return dict(arrays)

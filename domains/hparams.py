@@ -9,10 +9,13 @@ any trial starts (``Domain.validate_hparams`` runs these during planning).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+import torch
 
 T = TypeVar("T")
+H = TypeVar("H", bound="HParams")
 
 
 def coerce(what: str, name: str, value: Any, default: Any) -> Any:
@@ -48,3 +51,68 @@ def resolve_hparams(cls: type[T], what: str, defaults: Mapping[str, Any], given:
     values = {name: coerce(what, name, given.get(name, default), default)
               for name, default in defaults.items() if name in accepted}
     return cls(**values)
+
+
+@dataclass(frozen=True)
+class HParams:
+    """One family's hyperparameters, declared once: a frozen dataclass whose field defaults are the family's
+    defaults and whose field types are what a spec's values are coerced to. Every family subclasses it.
+
+    The shared optimizer knobs live here; a family adds its own fields (and may redeclare a default), names its
+    label ``what`` for error messages and adds range checks in ``check``. Optional knobs the shared loop honours
+    when a family declares them: ``clip`` (gradient-norm clipping, <= 0: none) and ``warmup_steps`` (linear
+    learning-rate warm-up)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 16
+
+    family: ClassVar[str] = ""  # the model family these belong to ("word", "resnet", ...)
+    what: ClassVar[str] = "model"  # "LM word", "image resnet": names the family in errors
+    optimizers: ClassVar[tuple[str, ...]] = ("adam", "sgd")
+    fused: ClassVar[bool] = False  # fused optimizer kernels (one kernel for all parameters)
+    nesterov: ClassVar[bool] = False  # SGD with momentum uses Nesterov's update
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The names a spec may set, with their defaults."""
+        return {f.name: getattr(cls, f.name) for f in fields(cls)}
+
+    @classmethod
+    def resolve(cls: type[H], given: Mapping[str, Any]) -> H:
+        """Defaults overridden by ``given``; unknown names and bad values raise ValueError naming them."""
+        hp = resolve_hparams(cls, cls.what, cls.defaults(), given)
+        hp.check()
+        return hp
+
+    def check(self) -> None:
+        """Range checks; families extend them."""
+        if self.optimizer not in self.optimizers:
+            names = [repr(o) for o in self.optimizers]
+            allowed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+            raise ValueError(f"{self.what.split()[0]} optimizer must be {allowed}, got {self.optimizer!r}")
+        if self.batch_size < 1 or self.lr <= 0 or getattr(self, "warmup_steps", 0) < 0:
+            raise ValueError(f"{self.what} hyperparameters out of range: {self}")
+
+    @property
+    def clip_norm(self) -> float:
+        """Gradient-norm clipping threshold (<= 0: none)."""
+        return float(getattr(self, "clip", 0.0))
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of update ``step`` (counting from 0): the one place a schedule is defined.
+        Linear warm-up from 0 over ``warmup_steps`` updates where the family has that knob, then constant."""
+        warmup = getattr(self, "warmup_steps", 0)
+        return self.lr * min(1.0, (step + 1) / warmup) if warmup else self.lr
+
+    def optimizer_for(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The family's optimizer over ``model``'s parameters."""
+        extra = {"fused": True} if self.fused else {}
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
+                                   weight_decay=self.weight_decay, nesterov=self.nesterov and self.momentum > 0,
+                                   **extra)
+        cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        return cls(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, **extra)

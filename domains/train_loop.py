@@ -14,18 +14,25 @@ import torch
 
 
 def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   clip: float, sync: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+                   clip: float, sync: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   scaler: torch.amp.GradScaler | None = None) -> float:
     """Backward, gradient-norm clipping (``clip`` <= 0: none) and one update; the loss as a float.
 
     ``sync`` (a task's ``Task.synced``) averages the gradients of data-parallel replicas before they are clipped,
-    and the loss with them."""
+    and the loss with them. ``scaler`` scales the loss for float16 mixed precision (a disabled one does nothing)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if scaler is None else scaler.scale(loss)).backward()
     if sync is not None:
         loss = sync(loss)
     if clip > 0:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return loss.item()
 
 

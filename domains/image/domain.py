@@ -9,10 +9,9 @@ so the quickstart and the tests read them through the same array loader as any s
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
+from domains.base import DataSourceError, FamilyInfo, TrialSetup
+from domains.cache import cache_key, file_stamp, load_or_build
 from domains.image.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -39,8 +39,9 @@ from domains.image.data import (
     stratified_take,
 )
 from domains.image.loaders import ArrayBatches, FolderBatches, FolderEval, array_eval_batches
-from domains.image.models import build_model
-from domains.image.task import HPARAM_DEFAULTS, ImageHParams, ImageTask
+from domains.image.models import ScaledResNet, build_model
+from domains.image.task import HPARAMS, ImageHParams, ImageTask, ResNetHParams
+from domains.model_domain import ModelDomain
 from domains.shards import class_balanced_permutation
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class ImageSource(BaseModel):
     workers: int | None = Field(None, ge=0)  # DataLoader workers per trial (folders); None: trial's CPUs
 
 
-class ImageDomain(Domain):
+class ImageDomain(ModelDomain):
     """Top-1 / top-5 error learning curves of width- and depth-scaled ResNets on nested, class-balanced shards."""
 
     name: ClassVar[str] = "image"
@@ -93,41 +94,66 @@ class ImageDomain(Domain):
             description="ResNet scaled by depth; first-stage channels set by the 'channels' hyperparameter"),
     }
     source_model: ClassVar[type[BaseModel]] = ImageSource
-
-    def hparam_defaults(self, family: str) -> dict[str, Any]:
-        self.family(family)
-        return dict(HPARAM_DEFAULTS[family])
-
-    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
-        ImageHParams.resolve(family, hparams)
+    hparams: ClassVar[Mapping[str, type[ImageHParams]]] = HPARAMS
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> ImageData:
         """Read (and for folders, check every image) once; cached in ``cache_dir/<key>/``, where the key covers
         the settings and the name, size and mtime of every input file."""
-        src = source if isinstance(source, ImageSource) else ImageSource.model_validate(
-            source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        src: ImageSource = self.parse_source(source)
         cache_dir = Path(cache_dir)
         if src.train == BUILTIN_DIGITS:
             src = src.model_copy(update={"train": str(write_digits(cache_dir / "builtin-digits"))})
         train_path = Path(os.path.expanduser(src.train))
         valid_path = Path(os.path.expanduser(src.valid)) if src.valid is not None else None
         if _is_array_file(train_path):
-            return self._prepare_arrays(src, train_path, valid_path, cache_dir)
-        return self._prepare_folders(src, train_path, valid_path, cache_dir)
+            key, build = _arrays(src, train_path, valid_path)
+        else:
+            key, build = _folders(src, train_path, valid_path)
+        return load_or_build(cache_dir / key, _load_reporting_skipped, build, save_image_data)
 
-    def _prepare_arrays(self, src: ImageSource, train_path: Path, valid_path: Path | None,
-                        cache_dir: Path) -> ImageData:
-        if not train_path.is_file():
-            raise DataSourceError(f"image train data: file {str(train_path)!r} does not exist")
-        if valid_path is not None and not (valid_path.is_file() and _is_array_file(valid_path)):
-            raise DataSourceError(f"image valid data: {str(valid_path)!r} is not an existing .npz/.parquet file "
-                                  "(an array train set needs an array valid set)")
-        files = [train_path] + ([valid_path] if valid_path else [])
-        key = _cache_key(src, [_stamp(p) for p in files])
-        folder = cache_dir / key
-        cached = load_image_data(folder)
-        if cached is not None:
-            return _report_skipped(cached)
+    def train_size(self, prepared: ImageData, fraction: float, family: str) -> float:
+        self.family(family)
+        return float(len(prepared.shard_rows(fraction)))
+
+    def build_model(self, prepared: ImageData, width: int, hp: ImageHParams) -> ScaledResNet:
+        knob = {"depth": hp.depth} if isinstance(hp, ResNetHParams) else {"channels": hp.channels}
+        return build_model(hp.family, width, prepared.num_classes, in_channels=prepared.channels,
+                           image_size=prepared.image_size, **knob)
+
+    def make_task(self, prepared: ImageData, setup: TrialSetup, hp: ImageHParams, model: ScaledResNet, *,
+                  channels_last: bool | None = None, amp: bool | None = None,
+                  workers: int | None = None) -> ImageTask:
+        """The trial's task. ``channels_last``/``amp`` default to on for CUDA, off for CPU; ``workers`` (folders
+        only) defaults to the trial's CPUs. The batch is capped at the shard size (no repeats in a batch)."""
+        device = torch.device(setup.device)
+        rows = prepared.shard_rows(setup.fraction)
+        batch = min(hp.batch_size, len(rows))
+        if prepared.in_memory:
+            batches: ArrayBatches | FolderBatches = ArrayBatches(prepared, rows, batch, setup.seed, hp.augment,
+                                                                 device)
+            valid: Any = list(array_eval_batches(prepared.valid, device))
+        else:
+            n_workers = max(0, setup.threads if workers is None else workers)
+            batches = FolderBatches(prepared, rows, batch, setup.seed, hp.augment, device, n_workers)
+            valid = FolderEval(prepared, device, n_workers)
+        return ImageTask(model, batches, valid, hp, num_classes=prepared.num_classes, mean=prepared.mean,
+                         std=prepared.std, device=setup.device, channels_last=channels_last, amp=amp)
+
+
+Build = Callable[[], ImageData]
+
+
+def _arrays(src: ImageSource, train_path: Path, valid_path: Path | None) -> tuple[str, Build]:
+    """The cache key of an array data set and how to read it."""
+    if not train_path.is_file():
+        raise DataSourceError(f"image train data: file {str(train_path)!r} does not exist")
+    if valid_path is not None and not (valid_path.is_file() and _is_array_file(valid_path)):
+        raise DataSourceError(f"image valid data: {str(valid_path)!r} is not an existing .npz/.parquet file "
+                              "(an array train set needs an array valid set)")
+    files = [train_path] + ([valid_path] if valid_path else [])
+    key = _cache_key(src, [file_stamp(p) for p in files])
+
+    def build() -> ImageData:
         splits, classes, skipped = _read_arrays(train_path, src.image_size)
         if valid_path is not None:
             vsplits, _, vskipped = _read_arrays(valid_path, src.image_size)
@@ -146,31 +172,30 @@ class ImageDomain(Domain):
             raise DataSourceError(f"image data: labels reach {n_classes - 1} but only {len(classes)} class names")
         train, valid, order = _split_and_order(src, train, valid)
         mean, std = channel_stats(train.images)
-        data = ImageData(train=train, valid=valid, permutation=order, classes=tuple(classes),
+        return ImageData(train=train, valid=valid, permutation=order, classes=tuple(classes),
                          image_size=side, channels=int(train.images.shape[-1]), mean=mean, std=std,
                          crop_padding=src.crop_padding if src.crop_padding is not None else side // 8,
                          hflip=src.hflip, skipped=tuple(skipped), key=key)
-        save_image_data(data, folder)
-        return data
 
-    def _prepare_folders(self, src: ImageSource, train_path: Path, valid_path: Path | None,
-                         cache_dir: Path) -> ImageData:
-        classes, train_files = scan_folder(train_path, "train")
-        valid_files: list[tuple[str, int, int, int]] = []
-        if valid_path is not None:
-            _, valid_files = scan_folder(valid_path, "valid", classes)
-        digest = hashlib.sha256()
-        for line in iter_stamps(train_files):
-            digest.update(line.encode())
-        digest.update(b"\1valid\1")
-        for line in iter_stamps(valid_files):
-            digest.update(line.encode())
-        roots = [str(train_path.resolve()), str(valid_path.resolve()) if valid_path else None]
-        key = _cache_key(src, [roots, digest.hexdigest()])
-        folder = cache_dir / key
-        cached = load_image_data(folder)
-        if cached is not None:
-            return _report_skipped(cached)
+    return key, build
+
+
+def _folders(src: ImageSource, train_path: Path, valid_path: Path | None) -> tuple[str, Build]:
+    """The cache key of an ImageFolder data set and how to read it (checking every image)."""
+    classes, train_files = scan_folder(train_path, "train")
+    valid_files: list[tuple[str, int, int, int]] = []
+    if valid_path is not None:
+        _, valid_files = scan_folder(valid_path, "valid", classes)
+    digest = hashlib.sha256()
+    for line in iter_stamps(train_files):
+        digest.update(line.encode())
+    digest.update(b"\1valid\1")
+    for line in iter_stamps(valid_files):
+        digest.update(line.encode())
+    roots = [str(train_path.resolve()), str(valid_path.resolve()) if valid_path else None]
+    key = _cache_key(src, [roots, digest.hexdigest()])
+
+    def build() -> ImageData:
         train, skipped = read_folder_split(train_path, "train", train_files, src.check, src.check_workers)
         valid = None
         if valid_path is not None:
@@ -180,40 +205,12 @@ class ImageDomain(Domain):
             log.warning("image data: %d unreadable image(s) left out (listed above)", len(skipped))
         train, valid, order = _split_and_order(src, train, valid)
         side = src.image_size or 224
-        data = ImageData(train=train, valid=valid, permutation=order, classes=tuple(classes),
+        return ImageData(train=train, valid=valid, permutation=order, classes=tuple(classes),
                          image_size=side, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                          resize=src.resize or round(side / 0.875), min_scale=src.min_scale, hflip=src.hflip,
                          skipped=tuple(skipped), key=key)
-        save_image_data(data, folder)
-        return data
 
-    def train_size(self, prepared: ImageData, fraction: float, family: str) -> float:
-        self.family(family)
-        return float(len(prepared.shard_rows(fraction)))
-
-    def build_task(self, prepared: ImageData, setup: TrialSetup, *, channels_last: bool | None = None,
-                   amp: bool | None = None, workers: int | None = None) -> ImageTask:
-        """The trial's task. ``channels_last``/``amp`` default to on for CUDA, off for CPU; ``workers`` (folders
-        only) defaults to the trial's CPUs. The batch is capped at the shard size (no repeats in a batch)."""
-        self.family(setup.family)
-        hp = ImageHParams.resolve(setup.family, setup.hparams)
-        torch.manual_seed(setup.seed)
-        torch.set_num_threads(setup.threads)
-        device = torch.device(setup.device)
-        model = build_model(setup.family, setup.width, prepared.num_classes, in_channels=prepared.channels,
-                            image_size=prepared.image_size, depth=hp.depth, channels=hp.channels)
-        rows = prepared.shard_rows(setup.fraction)
-        batch = min(hp.batch_size, len(rows))
-        if prepared.in_memory:
-            batches: ArrayBatches | FolderBatches = ArrayBatches(prepared, rows, batch, setup.seed, hp.augment,
-                                                                 device)
-            valid: Any = list(array_eval_batches(prepared.valid, device))
-        else:
-            n_workers = max(0, setup.threads if workers is None else workers)
-            batches = FolderBatches(prepared, rows, batch, setup.seed, hp.augment, device, n_workers)
-            valid = FolderEval(prepared, device, n_workers)
-        return ImageTask(model, batches, valid, hp, num_classes=prepared.num_classes, mean=prepared.mean,
-                         std=prepared.std, device=setup.device, channels_last=channels_last, amp=amp)
+    return key, build
 
 
 def write_digits(folder: Path) -> Path:
@@ -238,9 +235,11 @@ def write_digits(folder: Path) -> Path:
     return path
 
 
-def _report_skipped(cached: ImageData) -> ImageData:
-    """A cache hit still names the images it leaves out, so every run's log says what is missing."""
-    for line in cached.skipped:
+def _load_reporting_skipped(folder: Path) -> ImageData | None:
+    """The cached data set; a cache hit still names the images it leaves out, so every run's log says what is
+    missing."""
+    cached = load_image_data(folder)
+    for line in cached.skipped if cached is not None else ():
         log.warning("image data: skipped unreadable image %s (found when the cache was built)", line)
     return cached
 
@@ -280,13 +279,6 @@ def _split_and_order(src: ImageSource, train: ImageSplit,
     return train, valid, order.astype(np.int64)
 
 
-def _stamp(path: Path) -> list[Any]:
-    st = os.stat(path)
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
-
 def _cache_key(src: ImageSource, stamps: list[Any]) -> str:
     """Hash of the settings plus the input files' stamps (worker counts do not change the data)."""
-    settings = src.model_dump(mode="json", exclude={"workers", "check_workers"})
-    blob = json.dumps({"version": CACHE_VERSION, "source": settings, "files": stamps}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return cache_key(CACHE_VERSION, src.model_dump(mode="json", exclude={"workers", "check_workers"}), files=stamps)

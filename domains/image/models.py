@@ -96,7 +96,3 @@ def build_model(family: str, width: int, num_classes: int, *, in_channels: int =
                             small_input=small)
     raise KeyError(f"no image model for family {family!r}; known: resnet, resnet_depth")
 
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

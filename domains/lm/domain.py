@@ -6,17 +6,14 @@ for the word family, characters including one newline per sentence for the char 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
+from domains.base import FamilyInfo, TrialSetup
+from domains.cache import cache_key, file_stamp, load_or_build
 from domains.lm.data import (
     LMData,
     build_lm_data,
@@ -25,9 +22,10 @@ from domains.lm.data import (
     resolve_files,
     save_lm_data,
 )
-from domains.lm.models import build_model
+from domains.lm.models import RecurrentLM, build_model
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, write_corpus
-from domains.lm.task import HPARAM_DEFAULTS, LMHParams, LMTask
+from domains.lm.task import HPARAMS, LMHParams, LMTask
+from domains.model_domain import ModelDomain, naming_source
 from domains.shards import heldout_split
 
 CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
@@ -53,7 +51,7 @@ class LMSource(BaseModel):
     max_valid_chars: int | None = Field(200000, ge=2)
 
 
-class LMDomain(Domain):
+class LMDomain(ModelDomain):
     """Word LM (nats/word) and char LM (bits/char) learning curves on nested shards of a text corpus."""
 
     name: ClassVar[str] = "lm"
@@ -68,67 +66,45 @@ class LMDomain(Domain):
     }
     source_model: ClassVar[type[BaseModel]] = LMSource
 
-    def hparam_defaults(self, family: str) -> dict[str, Any]:
-        self.family(family)
-        return dict(HPARAM_DEFAULTS[family])
-
-    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
-        LMHParams.resolve(family, hparams)
+    hparams: ClassVar[Mapping[str, type[LMHParams]]] = HPARAMS
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> LMData:
         """Read and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and the
         name, size and mtime of every input file (so edited data is re-read, unchanged data never is)."""
-        src = source if isinstance(source, LMSource) else LMSource.model_validate(
-            source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        src: LMSource = self.parse_source(source)
         if src.train == OFFLINE_ENGLISH:
             corpus = write_corpus(Path(cache_dir) / "offline-english")
             src = src.model_copy(update={"train": str(corpus / TRAIN_GLOB),
                                          "valid": src.valid or str(corpus / VALID_GLOB)})
         train_files = resolve_files(src.train, "train")
         valid_files = resolve_files(src.valid, "valid") if src.valid is not None else []
-        key = _cache_key(src, train_files, valid_files)
-        folder = Path(cache_dir) / key
-        cached = load_lm_data(folder)
-        if cached is not None:
-            return cached
-        train = read_sentences(train_files, src.lowercase)
-        if valid_files:
-            valid = read_sentences(valid_files, src.lowercase)
-        else:
-            train_idx, valid_idx = heldout_split(len(train), src.valid_fraction, src.shuffle_seed)
-            train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
-        try:
-            data = build_lm_data(train, valid, vocab_size=src.vocab_size, min_char_count=src.min_char_count,
-                                 shuffle_seed=src.shuffle_seed, max_sentences=src.max_sentences,
-                                 max_valid_words=src.max_valid_words, max_valid_chars=src.max_valid_chars,
-                                 key=key)
-        except DataSourceError as exc:
-            raise DataSourceError(f"{exc} (train: {src.train!r})") from None
-        save_lm_data(data, folder)
-        return data
+        key = cache_key(CACHE_VERSION, src.model_dump(mode="json"), train=[file_stamp(p) for p in train_files],
+                        valid=[file_stamp(p) for p in valid_files])
+
+        def build() -> LMData:
+            train = read_sentences(train_files, src.lowercase)
+            if valid_files:
+                valid = read_sentences(valid_files, src.lowercase)
+            else:
+                train_idx, valid_idx = heldout_split(len(train), src.valid_fraction, src.shuffle_seed)
+                train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+            with naming_source(src.train):
+                return build_lm_data(train, valid, vocab_size=src.vocab_size, min_char_count=src.min_char_count,
+                                     shuffle_seed=src.shuffle_seed, max_sentences=src.max_sentences,
+                                     max_valid_words=src.max_valid_words, max_valid_chars=src.max_valid_chars,
+                                     key=key)
+
+        return load_or_build(Path(cache_dir) / key, load_lm_data, build, save_lm_data)
 
     def train_size(self, prepared: LMData, fraction: float, family: str) -> float:
         self.family(family)
         return float(prepared.shard_tokens(fraction, family))
 
-    def build_task(self, prepared: LMData, setup: TrialSetup) -> LMTask:
-        self.family(setup.family)
-        hp = LMHParams.resolve(setup.family, setup.hparams)
-        torch.manual_seed(setup.seed)
-        torch.set_num_threads(setup.threads)
-        model = build_model(setup.family, prepared.vocab_size(setup.family), setup.width, layers=hp.layers,
-                            dropout=hp.dropout, tie_weights=hp.tie_weights)
-        return LMTask(model, prepared.shard_stream(setup.fraction, setup.family),
-                      prepared.valid_stream(setup.family), hp, family=setup.family, device=setup.device)
+    def build_model(self, prepared: LMData, width: int, hp: LMHParams) -> RecurrentLM:
+        return build_model(hp.family, prepared.vocab_size(hp.family), width, layers=hp.layers, dropout=hp.dropout,
+                           tie_weights=hp.tie_weights)
 
-
-def _cache_key(src: LMSource, train_files: list[Path], valid_files: list[Path]) -> str:
-    """Hash of the settings plus (resolved path, size, mtime) of every input file."""
-    def stamp(path: Path) -> list[Any]:
-        st = os.stat(path)
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
-    blob = json.dumps({"version": CACHE_VERSION, "source": src.model_dump(mode="json"),
-                       "train": [stamp(p) for p in train_files], "valid": [stamp(p) for p in valid_files]},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    def make_task(self, prepared: LMData, setup: TrialSetup, hp: LMHParams, model: RecurrentLM,
+                  **options: Any) -> LMTask:
+        return LMTask(model, prepared.shard_stream(setup.fraction, setup.family), prepared.valid_stream(setup.family),
+                      hp, family=setup.family, device=setup.device)

@@ -74,7 +74,3 @@ def build_model(family: str, vocab: int, width: int, *, layers: int = 1, dropout
         raise KeyError(f"no LM model for family {family!r}; known: {', '.join(MODELS)}") from None
     return cls(vocab, width, layers=layers, dropout=dropout, tie_weights=tie_weights)
 
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, shared (tied) tensors counted once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -13,63 +13,56 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domains.base import Task, TrainStats
-from domains.hparams import resolve_hparams
-from domains.lm.models import RecurrentLM, count_parameters
-from domains.task_state import restore, snapshot
-from domains.train_loop import LossMeter, optimizer_step
+from domains.hparams import HParams
+from domains.lm.models import RecurrentLM
+from domains.training import TrainingTask
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
 EVAL_ROWS = 16  # validation is read as 16 parallel streams: fixed, so the metric never depends on hparams
 EVAL_CHUNK = 128  # time steps per forward pass in evaluation (bounds the logits' memory)
 
-HPARAM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "word": {"optimizer": "adam", "lr": 0.02, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 16,
-             "bptt": 32, "layers": 1, "dropout": 0.1, "clip": 1.0, "tie_weights": False},
-    "char": {"optimizer": "adam", "lr": 0.02, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 16,
-             "bptt": 64, "layers": 1, "dropout": 0.0, "clip": 1.0, "tie_weights": False},
-}
+
+@dataclass(frozen=True)
+class LMHParams(HParams):
+    """The word family's hyperparameters. ``clip`` <= 0 disables gradient-norm clipping."""
+
+    lr: float = 0.02
+    bptt: int = 32
+    layers: int = 1
+    dropout: float = 0.1
+    clip: float = 1.0
+    tie_weights: bool = False
+
+    family: ClassVar[str] = "word"
+    what: ClassVar[str] = "LM word"
+
+    def check(self) -> None:
+        super().check()
+        if self.bptt < 1 or self.layers < 1 or not 0 <= self.dropout < 1:
+            raise ValueError(f"LM hyperparameters out of range: {self}")
 
 
 @dataclass(frozen=True)
-class LMHParams:
-    """A family's hyperparameters, type-checked. ``clip`` <= 0 disables gradient-norm clipping."""
+class CharLMHParams(LMHParams):
+    """The char family: longer unrolls, no dropout."""
 
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    bptt: int
-    layers: int
-    dropout: float
-    clip: float
-    tie_weights: bool
+    bptt: int = 64
+    dropout: float = 0.0
 
-    @classmethod
-    def resolve(cls, family: str, given: Mapping[str, Any]) -> LMHParams:
-        """Defaults of ``family`` overridden by ``given``; unknown names and bad values raise ValueError."""
-        hp = resolve_hparams(cls, f"LM {family}", HPARAM_DEFAULTS[family], given)
-        if hp.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"LM optimizer must be 'adam' or 'sgd', got {hp.optimizer!r}")
-        if hp.batch_size < 1 or hp.bptt < 1 or hp.layers < 1 or hp.lr <= 0 or not 0 <= hp.dropout < 1:
-            raise ValueError(f"LM hyperparameters out of range: {hp}")
-        return hp
-
-    def optimizer_for(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
-                               weight_decay=self.weight_decay)
+    family: ClassVar[str] = "char"
+    what: ClassVar[str] = "LM char"
 
 
-class LMTask(Task):
+HPARAMS: dict[str, type[LMHParams]] = {"word": LMHParams, "char": CharLMHParams}
+
+
+class LMTask(TrainingTask):
     """One model on one shard stream; metrics on one fixed validation stream."""
 
     def __init__(self, model: RecurrentLM, stream: np.ndarray, valid: np.ndarray, hp: LMHParams, *,
@@ -77,10 +70,8 @@ class LMTask(Task):
         if len(stream) < 1 or len(valid) < 2:
             raise ValueError(f"LM task needs a non-empty shard and >= 2 validation tokens "
                              f"(got {len(stream)} and {len(valid)})")
-        self.family, self.hp, self.device = family, hp, torch.device(device)
-        self.model = model.to(self.device)
-        self.optimizer = hp.optimizer_for(self.model)
-        self.num_params = count_parameters(self.model)
+        super().__init__(model, hp, device)
+        self.family = family
         self._stream = torch.from_numpy(stream.astype(np.int64)).to(self.device)
         self._valid = torch.from_numpy(valid.astype(np.int64)).to(self.device)
         n = len(stream)
@@ -89,41 +80,41 @@ class LMTask(Task):
         self._pos = 0  # tokens each reader has advanced, modulo the stream length
         self._tokens = 0  # target tokens trained on so far (all readers of this replica)
         self._hidden = self.model.init_hidden(hp.batch_size, self.device)
-        self._diverged = False
-        self._threshold = DIVERGENCE_FACTOR * math.log(model.vocab)
-
-    def train(self, steps: int) -> TrainStats:
-        """``steps`` truncated-BPTT updates; a non-finite or exploding loss stops early with loss = NaN."""
-        if self._diverged:
-            return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
-        self.model.train()
-        meter, n = LossMeter(self._threshold), len(self._stream)
-        for _ in range(steps):
-            idx = (self._starts[:, None] + self._pos + self._window) % n
-            chunk = self._stream[idx]
-            logits, hidden = self.model(chunk[:, :-1], self._hidden)
-            loss = F.cross_entropy(logits.reshape(-1, self.model.vocab), chunk[:, 1:].reshape(-1))
-            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip, self.synced)
-            self._hidden = (hidden[0].detach(), hidden[1].detach())
-            self._pos = (self._pos + self.hp.bptt) % n
-            self._tokens += len(self._starts) * self.hp.bptt
-            if not meter.add(value):
-                break
-        self._diverged = meter.diverged
-        samples = float(meter.steps * len(self._starts) * self.hp.bptt)
-        extra = {"epochs": self._tokens / n, "diverged": float(self._diverged)}
-        return TrainStats(loss=meter.mean, samples=samples, steps=meter.steps, extra=extra)
+        self.divergence_threshold = DIVERGENCE_FACTOR * math.log(model.vocab)
 
     def join_replicas(self, rank: int, world_size: int, sync: Callable[[Any], Any]) -> None:
         """A replica reads its share of the batch's readers and carries their LSTM state itself."""
         super().join_replicas(rank, world_size, sync)
-        self._starts = self.rank_share(self._starts)
-        self._hidden = self.model.init_hidden(len(self._starts), self.device)
+        self._hidden = self.model.init_hidden(len(self.rank_share(self._starts)), self.device)
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def next_ids(self) -> torch.Tensor:
+        """The readers' start offsets (each reads the next ``bptt`` tokens from its position)."""
+        return self._starts
+
+    def load_batch(self, starts: torch.Tensor) -> torch.Tensor:
+        n = len(self._stream)
+        chunk = self._stream[(starts[:, None] + self._pos + self._window) % n]
+        self._pos = (self._pos + self.hp.bptt) % n
+        self._tokens += len(starts) * self.hp.bptt
+        return chunk
+
+    def loss(self, chunk: torch.Tensor) -> torch.Tensor:
+        logits, hidden = self.model(chunk[:, :-1], self._hidden)
+        self._hidden = (hidden[0].detach(), hidden[1].detach())
+        return F.cross_entropy(logits.reshape(-1, self.model.vocab), chunk[:, 1:].reshape(-1))
+
+    def counts(self, chunk: torch.Tensor) -> Mapping[str, float]:
+        return {"tokens": chunk.shape[0] * self.hp.bptt}
+
+    def summary(self, totals: Mapping[str, float], steps: int) -> tuple[float, dict[str, float]]:
+        return float(totals.get("tokens", 0.0)), {"epochs": self._tokens / len(self._stream)}
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("val_xent", "val_ppl") if self.family == "word" else ("val_bpc", "val_ppl")
+
+    def validate(self) -> dict[str, float]:
         """Cross-entropy on the validation stream (``EVAL_ROWS`` parallel readers from a zero state)."""
-        nats = math.nan if self._diverged else self._validation_nats()
+        nats = self._validation_nats()
         ppl = math.exp(nats) if nats < 700 else nats * math.inf  # inf when huge, NaN stays NaN
         if self.family == "word":
             return {"val_xent": nats, "val_ppl": ppl}
@@ -135,27 +126,19 @@ class LMTask(Task):
         length = n // rows
         x = self._valid[: rows * length].reshape(rows, length)
         y = self._valid[1: rows * length + 1].reshape(rows, length)
-        was_training = self.model.training
-        self.model.eval()
         hidden, total = self.model.init_hidden(rows, self.device), 0.0
         for t in range(0, length, EVAL_CHUNK):
             logits, hidden = self.model(x[:, t:t + EVAL_CHUNK], hidden)
             target = y[:, t:t + EVAL_CHUNK].reshape(-1)
             total += F.cross_entropy(logits.reshape(-1, self.model.vocab), target, reduction="sum").item()
-        self.model.train(was_training)
         return total / (rows * length)
 
-    def state_dict(self) -> dict[str, Any]:
-        """A deep copy: training on afterwards does not change what was returned."""
-        return snapshot(self.model, self.optimizer, self.device, pos=self._pos, tokens=self._tokens,
-                        hidden=self._hidden, diverged=self._diverged, stream_len=len(self._stream),
-                        batch_size=self.hp.batch_size)
+    def identity(self) -> dict[str, Any]:
+        return {"stream_len": len(self._stream), "batch_size": self.hp.batch_size}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if (state["stream_len"], state["batch_size"]) != (len(self._stream), self.hp.batch_size):
-            raise ValueError("LM task state is from another shard or batch size "
-                             f"(stream {state['stream_len']}, batch {state['batch_size']})")
-        restore(state, self.model, self.optimizer, self.device)
+    def reader_state(self) -> dict[str, Any]:
+        return {"pos": self._pos, "tokens": self._tokens, "hidden": self._hidden}
+
+    def load_reader_state(self, state: Mapping[str, Any]) -> None:
         self._pos, self._tokens = int(state["pos"]), int(state["tokens"])
-        self._diverged = bool(state["diverged"])
         self._hidden = tuple(h.to(self.device).clone() for h in state["hidden"])

@@ -14,8 +14,9 @@ from domains.base import TrialSetup
 from domains.image import ImageDomain
 from domains.image.data import ImageData
 from domains.image.loaders import array_eval_batches
-from domains.image.models import build_model, count_parameters
+from domains.image.models import build_model
 from domains.image.task import ImageTask, topk_error, topk_errors
+from domains.training import count_parameters
 
 SMALL = {"depth": 10, "batch_size": 32}
 

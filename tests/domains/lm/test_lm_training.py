@@ -12,8 +12,9 @@ import torch
 from domains.base import TrialSetup
 from domains.lm import LMDomain
 from domains.lm.data import LMData
-from domains.lm.models import CharLSTM, WordLSTM, build_model, count_parameters
+from domains.lm.models import CharLSTM, WordLSTM, build_model
 from domains.lm.task import LMTask
+from domains.training import count_parameters
 
 FAST = {"batch_size": 8, "bptt": 16}
 
