@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from fitting.service.auth import BearerTokenMiddleware, document_security
 from fitting.service.engine import CurvesEngine, QueryError, UnknownDomainError
 from fitting.service.metrics import MetricsMiddleware, ServiceMetrics
 from fitting.service.routes import router
@@ -30,12 +31,14 @@ def _initial_index(engine: CurvesEngine) -> None:
         log.exception("initial indexing of %s failed", engine.index.store.uri)
 
 
-def create_app(results_uri: str, *, n_boot: int = 500, list_ttl: float | None = None) -> FastAPI:
+def create_app(results_uri: str, *, n_boot: int = 500, list_ttl: float | None = None,
+               token: str | None = None) -> FastAPI:
     """A fitting service over the results store at ``results_uri`` (local path or pyarrow filesystem URI).
 
     ``n_boot``: bootstrap replicates per fit. ``list_ttl``: seconds between full listings of the store (default
     30 s for a local store, which is otherwise checked by folder mtime on every request; 2 s for object stores).
     Indexing starts in the background when the app starts; requests that need the index wait for it.
+    ``token``: every request but ``/healthz`` must send ``Authorization: Bearer <token>`` (``fitting.service.auth``).
     """
     metrics = ServiceMetrics()
     engine = CurvesEngine(results_uri, n_boot=n_boot, list_ttl=list_ttl, metrics=metrics)
@@ -50,6 +53,9 @@ def create_app(results_uri: str, *, n_boot: int = 500, list_ttl: float | None = 
                   lifespan=lifespan)
     app.state.engine = engine
     app.include_router(router)
+    if token is not None:  # inside the metrics middleware, so refused requests are counted too
+        app.add_middleware(BearerTokenMiddleware, token=token)
+        app.openapi = document_security(app.openapi)  # type: ignore[method-assign]
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(UnknownDomainError)
