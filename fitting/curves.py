@@ -20,15 +20,15 @@ import pandas as pd
 import pyarrow as pa
 
 from fitting.aggregate import ShardPoint, TrialSet, best_per_shard, load_rows, usable_trials
+from fitting.best_size import fit_best_size
+from fitting.intervals import parameter_intervals, quantile_interval
 from fitting.laws import (
     MIN_POINTS,
     LearningCurveFit,
     ModelSizeFit,
-    fit_batch,
     fit_learning_curve,
     fit_model_size,
     jsonable,
-    ols_line,
 )
 from fitting.reference import Reference, reference_for
 
@@ -89,118 +89,9 @@ class CurveFit:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self) if f.name != "replicates"})
 
 
-# --------------------------------------------------------------------------------------------- bootstrap
+# --------------------------------------------------------------------------------------------- intervals
 def _interval(values: np.ndarray, level: float) -> Interval | None:
-    v = values[np.isfinite(values)]
-    if v.size < 2:
-        return None
-    lo, hi = np.quantile(v, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
-
-
-def resampled_best(values: np.ndarray, codes: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best configuration's median per bootstrap replicate, vectorized.
-
-    ``values``/``codes``: one shard's trials (value, configuration code 0..K−1); ``idx``: B × n resampled
-    trial indices. Returns (best median value, best configuration code) per replicate; ties go to the
-    lower code, as in :func:`fitting.aggregate.best_per_shard` when codes follow sorted config keys.
-    """
-    b, n = idx.shape
-    k = int(codes.max()) + 1
-    order = np.lexsort((values, codes))  # by configuration, then value
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    pos = np.sort(rank[idx], axis=1)  # each row grouped by configuration, values ascending inside
-    vals, cods = values[order][pos], codes[order][pos]
-    counts = np.bincount((np.arange(b)[:, None] * k + cods).ravel(), minlength=b * k).reshape(b, k)
-    starts = np.cumsum(counts, axis=1) - counts
-    lo = np.minimum(starts + np.maximum(counts - 1, 0) // 2, n - 1)
-    hi = np.minimum(starts + counts // 2, n - 1)
-    med = 0.5 * (np.take_along_axis(vals, lo, axis=1) + np.take_along_axis(vals, hi, axis=1))
-    med[counts == 0] = np.inf
-    best = np.argmin(med, axis=1)
-    return med[np.arange(b), best], best
-
-
-def _trial_replicates(trials: pd.DataFrame, sizes: list[float], n_boot: int,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """B × n best errors and best model sizes from resampling trials within each shard."""
-    err = np.empty((n_boot, len(sizes)))
-    par = np.empty((n_boot, len(sizes)))
-    groups = trials.groupby("train_size").indices
-    keys_all = trials["config_key"].to_numpy()
-    values_all = trials["value"].to_numpy(float)
-    params_all = pd.to_numeric(trials["num_params"], errors="coerce").to_numpy(float)
-    for j, size in enumerate(sizes):
-        rows = groups[size]
-        codes, keys = pd.factorize(keys_all[rows], sort=True)
-        cfg_params = np.full(len(keys), np.nan)
-        cfg_params[codes[::-1]] = params_all[rows][::-1]  # first trial of each configuration wins
-        idx = rng.integers(0, rows.size, size=(n_boot, rows.size))
-        err[:, j], best = resampled_best(values_all[rows], codes.astype(np.int64), idx)
-        par[:, j] = cfg_params[best]
-    return err, par
-
-
-def _residual_replicates(m: np.ndarray, eps: np.ndarray, fit: LearningCurveFit, params: np.ndarray | None,
-                         size_fit: ModelSizeFit | None, n_boot: int,
-                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """B × n errors (and sizes) = fitted law × resampled, centred, dof-inflated log residuals."""
-    n = m.size
-    idx = rng.integers(0, n, size=(n_boot, n))
-
-    def draw(obs: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-        r = np.log(obs) - np.log(pred)
-        r = (r - r.mean()) * math.sqrt(n / max(n - k, 1))
-        return pred * np.exp(r[idx])
-
-    err = draw(eps, np.asarray(fit.law.predict(m)), fit.law.n_params)
-    if params is None or size_fit is None:
-        return err, np.full_like(err, np.nan)
-    return err, draw(params, np.asarray(size_fit.predict(m)), 2)
-
-
-def _bootstrap(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCurveFit,
-               size_fit: ModelSizeFit | None, n_boot: int, level: float,
-               seed: int) -> tuple[dict[str, Interval | None], str, dict[str, np.ndarray]]:
-    """Intervals for alpha, beta_g, gamma, beta_p, sigma; the method used; the raw replicates (paired by index)."""
-    rng = np.random.default_rng(seed)
-    m = np.array([p.train_size for p in used])
-    eps = np.array([p.best_error for p in used])
-    params = np.array([p.best_params for p in used], dtype=float) if size_fit is not None else None
-    multi = sum(p.n_trials >= 2 for p in used)
-    if multi * 2 >= len(used):
-        err, par = _trial_replicates(trials, [p.train_size for p in used], n_boot, rng)
-        method = "trial bootstrap: trials resampled within each shard, best configuration re-picked"
-        if multi < len(used):
-            method += f" ({len(used) - multi} of {len(used)} shards have a single trial)"
-    else:
-        err, par = _residual_replicates(m, eps, fit, params, size_fit, n_boot, rng)
-        few = f"only {multi} of {len(used)} shards have" if multi else "no shard has"
-        method = f"residual bootstrap: {few} more than one trial, so log residuals of the fitted law were resampled"
-    good = np.all(np.isfinite(err) & (err > 0), axis=1)
-    law = fit.law
-    reps = {key: np.full(n_boot, np.nan) for key in ("alpha", "beta_g", "gamma", "beta_p", "sigma")}
-    if good.any():
-        batch = fit_batch(m, err[good], law.form, loss=law.loss)
-        # Replicates use the closed-form γ-profile; shift them by the point estimate's offset from that
-        # same estimator on the observed points, so the intervals describe the reported (polished) fit.
-        ref = fit_batch(m, eps[None, :], law.form, loss=law.loss)
-        reps["alpha"][good] = batch["alpha"] * (law.alpha / ref["alpha"][0])
-        reps["beta_g"][good] = batch["beta"] + (law.beta - ref["beta"][0])
-        reps["gamma"][good] = np.clip(batch["gamma"] + (law.gamma - ref["gamma"][0]), 0.0, None)
-    if size_fit is not None:
-        okp = np.all(np.isfinite(par) & (par > 0), axis=1)
-        if okp.any():
-            x_ref = float(np.log(m).mean())
-            a_p, b_p = ols_line(np.log(m) - x_ref, np.log(par[okp]))
-            reps["beta_p"][okp] = b_p
-            reps["sigma"][okp] = np.exp(a_p - b_p * x_ref)  # paired with beta_p: s(m) per replicate
-    intervals = {key: _interval(v, level) for key, v in reps.items()}
-    if law.form == "power":
-        intervals["gamma"] = None
-        reps["gamma"][:] = 0.0
-    return intervals, method, reps
+    return quantile_interval(values, level)
 
 
 # ------------------------------------------------------------------------------------------------- fitting
@@ -255,16 +146,28 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
     if lc.n_excluded:
         out.notes.append(f"{lc.n_excluded} small-data plateau shard(s) left out: sizes {lc.excluded_sizes}")
     params = [p.best_params for p in used]
+    size_law = None
     if trials.frame["width"].nunique() < 2:
         out.notes.append("best model size not fitted: one model width in this sweep (β_p needs several)")
     elif all(v is not None and v > 0 for v in params):
-        sf = fit_model_size([p.train_size for p in used], params)
+        size_law = fit_best_size(trials.frame, lc.sizes)
+        if size_law is not None:
+            sf = ModelSizeFit(size_law.sigma, size_law.beta_p, size_law.r2, int(size_law.sizes.size))
+            if size_law.outside:
+                out.notes.append(f"best model size beyond the searched widths at sizes {size_law.outside}: "
+                                 "β_p leans on extrapolated best sizes there")
+        else:
+            sf = fit_model_size([p.train_size for p in used], params)
+            out.notes.append("best model size not interpolated between widths (no curvature in the scores or "
+                             "too few widths per shard): β_p from the best configuration's num_params")
         out.size_fit, out.beta_p, out.sigma, out.r2_p = sf, sf.beta_p, sf.sigma, sf.r2
     else:
         out.notes.append("best model size not fitted: num_params missing for some shards")
     if n_boot > 0:
-        out.intervals, out.interval_method, out.replicates = _bootstrap(
-            trials.frame, used, lc, out.size_fit, n_boot, level, seed)
+        size_pts = np.array(params, dtype=float) if out.size_fit is not None else None
+        out.intervals, out.interval_method, out.replicates, notes = parameter_intervals(
+            m[lc.n_excluded:], eps[lc.n_excluded:], lc.law, form, size_pts, size_law, n_boot, level, seed)
+        out.notes += notes
         out.n_boot, out.level = n_boot, level
     return out
 

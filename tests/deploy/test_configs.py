@@ -267,6 +267,17 @@ def test_fitting_service_serves_the_sweeps_storage_read_only() -> None:
     assert argv[:2] == ["scaling-sweep", "serve"], argv
     option = dict(zip(argv[2::2], argv[3::2], strict=True))
     assert option["--host"] == "0.0.0.0"
+    # on all interfaces only with a token: a file from a mounted Secret of its own (not the Ray cluster's)
+    token_dir, _, token_key = option["--token-file"].rpartition("/")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == token_dir]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    ray_secret = kind(KUBERAY / "raycluster.yaml", "RayCluster")["metadata"]["name"]
+    assert volume["secret"]["secretName"] != ray_secret
+    assert f"kubectl create secret generic {volume['secret']['secretName']} --from-literal={token_key}=" in \
+        README.read_text(), "the README creates the Secret the Deployment mounts"
+    mode = volume["secret"].get("defaultMode", 0o644)
+    assert mode & 0o004 or (mode & 0o040 and pod["spec"]["securityContext"].get("fsGroup")), "token unreadable"
     assert option["--results"] == storage_of_entrypoint(rayjob()["spec"]["entrypoint"]), "same storage as the sweep"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == int(option["--port"]) == 8000
@@ -451,6 +462,20 @@ def test_readme_uses_only_real_subcommands_with_valid_options() -> None:
             build_parser().parse_args(argv)
         except SystemExit as exc:
             pytest.fail(f"deploy/README.md: `scaling-sweep {cmd}` does not parse ({exc})")
+
+
+def test_serve_beyond_loopback_always_has_a_token() -> None:
+    """Every `scaling-sweep serve` that deploy/ runs on a non-loopback address passes a token (it refuses otherwise)."""
+    from fitting.service.auth import is_loopback
+    from orchestrator.cli import build_parser
+
+    serve = kind(KUBERAY / "fitting-service.yaml", "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    commands = [c for c in readme_commands()[0] if c.startswith("serve ")] + [shlex.join(serve["command"][1:])]
+    exposed = [build_parser().parse_args(shlex.split(c)) for c in commands]
+    exposed = [args for args in exposed if not is_loopback(args.host)]
+    assert len(exposed) >= 4  # the quick path, AWS, Google Cloud, Kubernetes
+    for args in exposed:
+        assert args.token_file or args.ray_token, f"serve --host {args.host} without --token-file/--ray-token"
 
 
 def test_yaml_commands_use_real_subcommands() -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fitting.aggregate import aggregate, load_rows, usable_trials
-from fitting.curves import fit_family, fit_store, predict, resampled_best
+from fitting.aggregate import load_rows
+from fitting.curves import fit_family, fit_store, predict
 from tests.fitting.synthetic import SIZES, floor, power, sweep
 
 
@@ -29,7 +29,7 @@ def test_power_law_family_recovers_exponents_with_covering_intervals(seed: int) 
     plo, phi = fit.beta_p_ci
     assert plo - 1e-3 <= 0.7 <= phi + 1e-3
     assert fit.sigma == pytest.approx(50.0, rel=0.1)
-    assert fit.interval_method.startswith("trial bootstrap")
+    assert fit.interval_method.startswith("Student-t")
     assert fit.n_trials == 240 and len(fit.points) == 8 and fit.excluded == []
     assert fit.metric == "val_loss" and fit.size_unit == "words"
     assert fit.reference is not None and fit.reference.beta_g == -0.066
@@ -84,11 +84,11 @@ def test_diverged_errored_and_nan_rows_do_not_move_the_fit() -> None:
     assert b.beta_g == pytest.approx(a.beta_g, abs=1e-12)
 
 
-def test_single_trial_per_shard_falls_back_to_residual_bootstrap() -> None:
+def test_single_trial_per_shard_gets_a_t_interval() -> None:
     df = sweep(power, seeds=1, noise=0.03, seed=4)
     df = df.sort_values("best_value").drop_duplicates("train_size")  # keep one trial per shard
     fit = fit_family(df, form="power", n_boot=400)
-    assert fit.interval_method.startswith("residual bootstrap")
+    assert fit.interval_method.startswith("Student-t (6 dof)")
     lo, hi = fit.beta_g_ci
     assert lo < fit.beta_g < hi and hi - lo > 1e-3
 
@@ -122,19 +122,6 @@ def test_predict_error_and_size_with_intervals() -> None:
     json.dumps(need.to_dict(), allow_nan=False)
     with pytest.raises(ValueError):
         predict(fit)
-
-
-def test_resampling_identity_reproduces_the_aggregate() -> None:
-    df = sweep(power, seeds=4, seed=6)
-    trials = usable_trials(df).frame
-    shard = trials[trials["train_size"] == SIZES[3]]
-    codes, keys = pd.factorize(shard["config_key"], sort=True)
-    values = shard["value"].to_numpy(float)
-    idx = np.vstack([np.arange(len(shard)), np.zeros(len(shard), dtype=int)])
-    err, best = resampled_best(values, codes.astype(np.int64), idx)
-    point = aggregate(df)[3]
-    assert err[0] == point.best_error and keys[best[0]] == point.config_key
-    assert err[1] == values[0]  # all draws of trial 0: its configuration, its value
 
 
 def test_fit_store_groups_domains_and_families() -> None:

@@ -1,0 +1,174 @@
+"""Calibrated intervals for a family's fitted parameters (α, β_g, γ, β_p, σ), from a model of the sweep's noise.
+
+Why this model: a shard's point is the best configuration's median over seeds. Its error carries the trial
+noise (through the median and the minimum over configurations), the noise shared by every trial of the shard
+(a lucky shuffle, a data-loader quirk) and the quantization of the best model size to the sweep's width grid;
+all of it lands on the shard point as one multiplicative error, close to independent across shards. In log
+space a learning curve is then a regression with independent errors of unknown scale, so
+
+- the pure power law (log ε = log α + β_g·log m) gets OLS's Student-t interval with n − 2 degrees of freedom:
+  exact for Gaussian errors, honestly wide for few shards (t₂ = 4.3 for 4 shards), and selection of the best
+  configuration is inside the noise it measures. The same holds for the best model size (log s = log σ +
+  β_p·log m), with best sizes read between the widths (:mod:`fitting.best_size`).
+- the power law with a floor gets a parametric bootstrap: log residuals redrawn around the fitted law with a
+  scale drawn from its χ² posterior (σ² = RSS/χ²_{n−k}, which turns a plug-in normal into the t of a linear
+  model), each replicate refitted with the form rule of the point fit ("auto" selects inside each replicate).
+  The interval is the basic bootstrap (2·θ̂ − quantiles), which removes the estimator's bias near bounds.
+
+Replicates (``reps``) are draws from the same distributions, paired by index, for predictions and bands.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from fitting.best_size import BestSizeLaw
+from fitting.laws import (
+    MIN_FLOOR_POINTS,
+    MIN_GAMMA_SHARE,
+    LawFit,
+    aic,
+    fit_batch,
+)
+
+Interval = tuple[float, float]
+KEYS = ("alpha", "beta_g", "gamma", "beta_p", "sigma")
+
+
+def t_line(x: np.ndarray, y: np.ndarray, n_draws: int, level: float, rng: np.random.Generator,
+           min_scale: float = 0.0) -> tuple[dict[str, Interval | None], np.ndarray, np.ndarray]:
+    """OLS y ≈ a + b·x with Student-t(n − 2) intervals for b and a, and draws (a, b) from the same t.
+
+    ``min_scale``: a lower bound on the residual standard deviation (known quantization). Returns
+    ({"a": …, "b": …}, a draws, b draws); intervals are None for fewer than 3 points.
+    """
+    n = x.size
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    b = float(xc @ y) / sxx
+    a_bar = float(y.mean())
+    nu = n - 2
+    if nu < 1 or sxx <= 0:
+        return {"a": None, "b": None}, np.full(n_draws, np.nan), np.full(n_draws, np.nan)
+    rss = float(np.sum((y - a_bar - b * xc) ** 2))
+    s = max(math.sqrt(rss / nu), min_scale)
+    se_b, se_bar, se_a = s / math.sqrt(sxx), s / math.sqrt(n), s * math.sqrt(1 / n + x.mean() ** 2 / sxx)
+    a = a_bar - b * x.mean()
+    t = float(stats.t.ppf(0.5 + level / 2, nu))
+    w = np.sqrt(nu / rng.chisquare(nu, size=n_draws))  # one scale per draw: (a, b) jointly t-distributed
+    b_draws = b + w * se_b * rng.standard_normal(n_draws)
+    a_draws = a_bar + w * se_bar * rng.standard_normal(n_draws) - b_draws * x.mean()
+    return {"a": (a - t * se_a, a + t * se_a), "b": (b - t * se_b, b + t * se_b)}, a_draws, b_draws
+
+
+def _select_auto(m: np.ndarray, eps: np.ndarray, power: dict[str, np.ndarray],
+                 floor: dict[str, np.ndarray]) -> np.ndarray:
+    """Per replicate row of ``eps``: does :func:`fitting.laws.select_form`'s "auto" rule keep the floor?"""
+    n = m.size
+    if n < MIN_FLOOR_POINTS:
+        return np.zeros(eps.shape[0], dtype=bool)
+
+    def rss(p: dict[str, np.ndarray]) -> np.ndarray:
+        pred = p["alpha"][:, None] * m[None, :] ** p["beta"][:, None] + p["gamma"][:, None]
+        return np.sum((np.log(eps) - np.log(pred)) ** 2, axis=1)
+
+    aic_p = np.array([aic(r, n, 2) for r in rss(power)])
+    aic_f = np.array([aic(r, n, 3) for r in rss(floor)])
+    return (floor["beta"] < 0) & (floor["gamma"] >= MIN_GAMMA_SHARE * eps.min(axis=1)) & (aic_f < aic_p)
+
+
+def _floor_bootstrap(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, n_draws: int, level: float,
+                     rng: np.random.Generator) -> tuple[dict[str, Interval | None], dict[str, np.ndarray]]:
+    """Parametric bootstrap of a floor law (or an "auto" choice): basic intervals and reflected draws."""
+    n, k = m.size, law.n_params
+    nu = n - k
+    if nu < 1:
+        nan = np.full(n_draws, np.nan)
+        return {"alpha": None, "beta_g": None, "gamma": None}, {"alpha": nan, "beta_g": nan, "gamma": nan.copy()}
+    s = math.sqrt(law.rss / nu)
+    scale = s * np.sqrt(nu / rng.chisquare(nu, size=(n_draws, 1)))
+    sim = np.asarray(law.predict(m))[None, :] * np.exp(scale * rng.standard_normal((n_draws, n)))
+    fl = fit_batch(m, sim, "floor", loss=law.loss)
+    if rule == "auto":
+        pw = fit_batch(m, sim, "power")
+        keep = _select_auto(m, sim, pw, fl)
+        fl = {key: np.where(keep, fl[key], pw[key]) for key in fl}
+    # basic bootstrap: θ̂ − (θ* − θ̂); α in log space, γ ≥ 0
+    beta = 2 * law.beta - fl["beta"]
+    log_alpha = 2 * math.log(law.alpha) - np.log(fl["alpha"])
+    gamma = np.clip(2 * law.gamma - fl["gamma"], 0.0, None)
+    reps = {"alpha": np.exp(log_alpha), "beta_g": beta, "gamma": gamma}
+    return {key: quantile_interval(v, level) for key, v in reps.items()}, reps
+
+
+def quantile_interval(values: np.ndarray, level: float) -> Interval | None:
+    """Central ``level`` interval of the finite values; None for fewer than 2."""
+    v = values[np.isfinite(values)]
+    if v.size < 2:
+        return None
+    lo, hi = np.quantile(v, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def _size_law_draws(law: BestSizeLaw, n_draws: int, level: float,
+                    rng: np.random.Generator) -> tuple[Interval, Interval, np.ndarray, np.ndarray]:
+    """t(dof) intervals for β_p and σ from the law's covariance, and (β_p, σ) draws from the bivariate t."""
+    t = float(stats.t.ppf(0.5 + level / 2, law.dof))
+    se_a, se_b = (math.sqrt(max(v, 0.0)) for v in np.diag(law.cov))
+    chol = np.linalg.cholesky(law.cov + 1e-18 * np.eye(2))
+    w = np.sqrt(law.dof / rng.chisquare(law.dof, size=n_draws))
+    z = (chol @ rng.standard_normal((2, n_draws))) * w
+    beta = (law.beta_p - t * se_b, law.beta_p + t * se_b)
+    sigma = (math.exp(law.log_sigma - t * se_a), math.exp(law.log_sigma + t * se_a))
+    return beta, sigma, law.beta_p + z[1], np.exp(law.log_sigma + z[0])
+
+
+def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, params: np.ndarray | None,
+                        size_law: BestSizeLaw | None, n_draws: int, level: float,
+                        seed: int) -> tuple[dict[str, Interval | None], str, dict[str, np.ndarray], list[str]]:
+    """Intervals for alpha, beta_g, gamma, beta_p, sigma; the method (a sentence); draws; notes.
+
+    ``m``, ``eps``: the shard points fitted (plateau already cut); ``law``: the point fit, found with form
+    rule ``rule`` ("power", "floor" or "auto"). β_p: from ``size_law`` (interpolated best sizes, see
+    :mod:`fitting.best_size`) when given, else from ``params`` (best num_params per shard, quantized to the
+    width grid: a Student-t interval that is conservative); neither: no β_p interval.
+    """
+    rng = np.random.default_rng(seed)
+    m, eps = np.asarray(m, float), np.asarray(eps, float)
+    n = m.size
+    x, y = np.log(m), np.log(eps)
+    reps = {key: np.full(n_draws, np.nan) for key in KEYS}
+    intervals: dict[str, Interval | None] = dict.fromkeys(KEYS)
+    notes: list[str] = []
+    if law.form == "power" and rule == "power":
+        iv, a, b = t_line(x, y, n_draws, level, rng)
+        reps["alpha"], reps["beta_g"] = np.exp(a), b
+        intervals["beta_g"] = iv["b"]
+        intervals["alpha"] = (math.exp(iv["a"][0]), math.exp(iv["a"][1])) if iv["a"] else None
+        method = f"Student-t ({n - 2} dof) on the log-log least-squares line"
+    else:
+        iv_g, draws = _floor_bootstrap(m, eps, law, rule, n_draws, level, rng)
+        intervals.update(iv_g)
+        reps.update(draws)
+        method = (f"parametric bootstrap of the {law.form} law ({n_draws} draws, residual scale from "
+                  f"χ²({n - law.n_params}), form rule '{rule}' inside each draw, basic intervals)")
+    if n - law.n_params < 2:
+        notes.append(f"{n} shards for {law.n_params} parameters: the intervals are very wide; add shards")
+    if size_law is not None:
+        intervals["beta_p"], intervals["sigma"], reps["beta_p"], reps["sigma"] = _size_law_draws(
+            size_law, n_draws, level, rng)
+        method += (f"; β_p: best size interpolated between widths (score ∝ 1 + c·d², c = {size_law.curvature:.3g}"
+                   f" shared), weighted line, delta-method covariance, Student-t ({size_law.dof} dof)")
+    elif params is not None:
+        iv, a, b = t_line(x, np.log(np.asarray(params, float)), n_draws, level, rng)
+        reps["beta_p"], reps["sigma"] = b, np.exp(a)
+        intervals["beta_p"] = iv["b"]
+        intervals["sigma"] = (math.exp(iv["a"][0]), math.exp(iv["a"][1])) if iv["a"] else None
+        method += "; β_p: Student-t on the best configuration's log num_params (quantized to the widths: wide)"
+    if law.form == "power":
+        intervals["gamma"] = None
+        reps["gamma"] = np.zeros(n_draws)
+    return intervals, method, reps, notes
