@@ -11,19 +11,16 @@ slower; only the width-256 LSTM gained (1.5x). Quickstart trials last 5-25 s, so
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
+from domains.base import DataSourceError, FamilyInfo, TrialSetup
+from domains.cache import cache_key, file_stamp, load_or_build
+from domains.model_domain import ModelDomain, naming_source
 from domains.nmt.data import (
-    Corpus,
     DropCounts,
     NMTData,
     build_nmt_data,
@@ -32,9 +29,9 @@ from domains.nmt.data import (
     resolve_corpora,
     save_nmt_data,
 )
-from domains.nmt.models import build_model
+from domains.nmt.models import Seq2Seq, build_model
 from domains.nmt.offline_corpus import SOURCE_LANG, TARGET_LANG, TRAIN_PREFIX, VALID_PREFIX, write_corpus
-from domains.nmt.task import HPARAM_DEFAULTS, NMTHParams, NMTTask
+from domains.nmt.task import HPARAMS, NMTHParams, NMTTask
 
 CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
 # ``train: builtin:offline-de-en`` = German→English pairs of the system's gettext catalogs (offline_corpus),
@@ -68,7 +65,7 @@ class NMTSource(BaseModel):
     bleu_pairs: int = Field(200, ge=1)  # validation pairs greedily decoded for BLEU at every evaluation
 
 
-class NMTDomain(Domain):
+class NMTDomain(ModelDomain):
     """Per-token cross-entropy learning curves of translation models on nested shards of parallel text."""
 
     name: ClassVar[str] = "nmt"
@@ -82,18 +79,12 @@ class NMTDomain(Domain):
     }
     source_model: ClassVar[type[BaseModel]] = NMTSource
 
-    def hparam_defaults(self, family: str) -> dict[str, Any]:
-        self.family(family)
-        return dict(HPARAM_DEFAULTS[family])
-
-    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
-        NMTHParams.resolve(family, hparams)
+    hparams: ClassVar[Mapping[str, type[NMTHParams]]] = HPARAMS
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> NMTData:
         """Read, check and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and
         the name, size and mtime of every input file (edited data is re-read, unchanged data never is)."""
-        src = source if isinstance(source, NMTSource) else NMTSource.model_validate(
-            source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        src: NMTSource = self.parse_source(source)
         if src.train == OFFLINE_DE_EN:
             if (src.source_lang, src.target_lang) != (SOURCE_LANG, TARGET_LANG):
                 raise DataSourceError(f"{OFFLINE_DE_EN} is German→English; got source_lang={src.source_lang!r}, "
@@ -107,47 +98,33 @@ class NMTDomain(Domain):
         train_corpora = resolve_corpora(src.train, src.source_lang, src.target_lang, "train")
         valid_corpora = (resolve_corpora(src.valid, src.source_lang, src.target_lang, "valid")
                          if src.valid is not None else [])
-        key = _cache_key(src, train_corpora, valid_corpora)
-        folder = Path(cache_dir) / key
-        cached = load_nmt_data(folder)
-        if cached is not None:
-            return cached
-        counts = {"train": DropCounts(), "valid": DropCounts()}
-        train = read_pairs(train_corpora, counts["train"])
-        valid = read_pairs(valid_corpora, counts["valid"]) if valid_corpora else None
-        try:
-            data = build_nmt_data(train, valid, vocab_size=src.vocab_size, max_tokens=src.max_tokens,
-                                  shuffle_seed=src.shuffle_seed, valid_fraction=src.valid_fraction,
-                                  max_pairs=src.max_pairs, max_valid_pairs=src.max_valid_pairs,
-                                  bleu_pairs=src.bleu_pairs, max_dropped_fraction=src.max_dropped_fraction,
-                                  bpe_sentences=src.bpe_sentences, byte_fallback=src.byte_fallback,
-                                  counts=counts, key=key)
-        except DataSourceError as exc:
-            raise DataSourceError(f"{exc} (train: {src.train!r})") from None
-        save_nmt_data(data, folder)
-        return data
+        key = cache_key(CACHE_VERSION, src.model_dump(mode="json"),
+                        train=[file_stamp(p) for c in train_corpora for p in c.files()],
+                        valid=[file_stamp(p) for c in valid_corpora for p in c.files()])
+
+        def build() -> NMTData:
+            counts = {"train": DropCounts(), "valid": DropCounts()}
+            train = read_pairs(train_corpora, counts["train"])
+            valid = read_pairs(valid_corpora, counts["valid"]) if valid_corpora else None
+            with naming_source(src.train):
+                return build_nmt_data(train, valid, vocab_size=src.vocab_size, max_tokens=src.max_tokens,
+                                      shuffle_seed=src.shuffle_seed, valid_fraction=src.valid_fraction,
+                                      max_pairs=src.max_pairs, max_valid_pairs=src.max_valid_pairs,
+                                      bleu_pairs=src.bleu_pairs, max_dropped_fraction=src.max_dropped_fraction,
+                                      bpe_sentences=src.bpe_sentences, byte_fallback=src.byte_fallback,
+                                      counts=counts, key=key)
+
+        return load_or_build(Path(cache_dir) / key, load_nmt_data, build, save_nmt_data)
 
     def train_size(self, prepared: NMTData, fraction: float, family: str) -> float:
         self.family(family)
         return float(prepared.shard_tokens(fraction))
 
-    def build_task(self, prepared: NMTData, setup: TrialSetup) -> NMTTask:
-        self.family(setup.family)
-        hp = NMTHParams.resolve(setup.family, setup.hparams)
-        torch.manual_seed(setup.seed)
-        torch.set_num_threads(setup.threads)
-        model = build_model(setup.family, prepared.vocab_size, setup.width, layers=hp.layers, dropout=hp.dropout,
-                            tie_embeddings=hp.tie_embeddings, head_dim=hp.head_dim, ffn_ratio=hp.ffn_ratio)
+    def build_model(self, prepared: NMTData, width: int, hp: NMTHParams) -> Seq2Seq:
+        shape = {"head_dim": hp.head_dim, "ffn_ratio": hp.ffn_ratio} if hp.family == "transformer" else {}
+        return build_model(hp.family, prepared.vocab_size, width, layers=hp.layers, dropout=hp.dropout,
+                           tie_embeddings=hp.tie_embeddings, **shape)
+
+    def make_task(self, prepared: NMTData, setup: TrialSetup, hp: NMTHParams, model: Seq2Seq,
+                  **options: Any) -> NMTTask:
         return NMTTask(model, prepared, setup.fraction, hp, seed=setup.seed, device=setup.device)
-
-
-def _cache_key(src: NMTSource, train: Sequence[Corpus], valid: Sequence[Corpus]) -> str:
-    """Hash of the settings plus (resolved path, size, mtime) of every input file."""
-    def stamp(path: Path) -> list[Any]:
-        st = os.stat(path)
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
-    blob = json.dumps({"version": CACHE_VERSION, "source": src.model_dump(mode="json"),
-                       "train": [stamp(p) for c in train for p in c.files()],
-                       "valid": [stamp(p) for c in valid for p in c.files()]}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]

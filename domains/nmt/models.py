@@ -259,11 +259,6 @@ def build_model(family: str, vocab: int, width: int, *, layers: int, dropout: fl
     raise KeyError(f"no NMT model for family {family!r}; known: lstm, transformer")
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, shared (tied) tensors counted once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def token_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
                reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy per target token; targets < 0 (padding) are ignored."""

@@ -22,70 +22,67 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sacrebleu
 import torch
 
-from domains.base import Task, TrainStats
-from domains.hparams import resolve_hparams
+from domains.hparams import HParams
 from domains.nmt.data import BOS_ID, EOS_ID, PAD_ID, NMTData, Split, gather_sentences
-from domains.nmt.models import Seq2Seq, count_parameters, token_loss
-from domains.task_state import restore, snapshot
-from domains.train_loop import LossMeter, optimizer_step, warmup_lr
+from domains.nmt.models import Seq2Seq, token_loss
+from domains.training import TrainingTask
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
 POOL = 32  # batches sorted by length together
 EVAL_BATCH = 64  # validation pairs per forward pass: fixed, so metrics never depend on hyperparameters
 IGNORE = -100  # target label of padded positions
 
-_COMMON: dict[str, Any] = {"optimizer": "adam", "lr": 3e-3, "momentum": 0.0, "weight_decay": 0.0,
-                           "batch_size": 32, "warmup_steps": 0, "layers": 2, "dropout": 0.1, "clip": 1.0,
-                           "label_smoothing": 0.0, "tie_embeddings": False}
-HPARAM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lstm": dict(_COMMON),
-    "transformer": {**_COMMON, "lr": 1e-3, "warmup_steps": 50, "tie_embeddings": True, "head_dim": 64, "ffn_ratio": 4},
-}
+@dataclass(frozen=True)
+class NMTHParams(HParams):
+    """The ``lstm`` family's hyperparameters. ``clip`` <= 0 disables gradient-norm clipping."""
+
+    lr: float = 3e-3
+    batch_size: int = 32
+    warmup_steps: int = 0
+    layers: int = 2
+    dropout: float = 0.1
+    clip: float = 1.0
+    label_smoothing: float = 0.0
+    tie_embeddings: bool = False
+
+    family: ClassVar[str] = "lstm"
+    what: ClassVar[str] = "NMT lstm"
+    # fused kernels: one for all parameters, 2-3x faster steps than the default per-tensor loop on CPU
+    # (measured: 0.87 vs 1.82 ms per Adam step for a width-64 Transformer)
+    fused: ClassVar[bool] = True
+
+    def check(self) -> None:
+        super().check()
+        if self.layers < 1 or not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"NMT hyperparameters out of range: {self}")
 
 
 @dataclass(frozen=True)
-class NMTHParams:
-    """A family's hyperparameters, type-checked. ``clip`` <= 0 disables gradient-norm clipping; ``head_dim`` and
-    ``ffn_ratio`` are the Transformer's (heads = width // head_dim, feed-forward = ffn_ratio · width)."""
+class TransformerHParams(NMTHParams):
+    """The ``transformer`` family: heads = width // ``head_dim``, feed-forward = ``ffn_ratio`` · width."""
 
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    warmup_steps: int
-    layers: int
-    dropout: float
-    clip: float
-    label_smoothing: float
-    tie_embeddings: bool
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    tie_embeddings: bool = True
     head_dim: int = 64
     ffn_ratio: int = 4
 
-    @classmethod
-    def resolve(cls, family: str, given: Mapping[str, Any]) -> NMTHParams:
-        """Defaults of ``family`` overridden by ``given``; unknown names and bad values raise ValueError."""
-        hp = resolve_hparams(cls, f"NMT {family}", HPARAM_DEFAULTS[family], given)
-        if hp.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"NMT optimizer must be 'adam' or 'sgd', got {hp.optimizer!r}")
-        if (hp.batch_size < 1 or hp.layers < 1 or hp.lr <= 0 or hp.warmup_steps < 0 or not 0 <= hp.dropout < 1
-                or not 0 <= hp.label_smoothing < 1 or hp.head_dim < 1 or hp.ffn_ratio < 1):
-            raise ValueError(f"NMT hyperparameters out of range: {hp}")
-        return hp
+    family: ClassVar[str] = "transformer"
+    what: ClassVar[str] = "NMT transformer"
 
-    def optimizer_for(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        """Fused implementations: one kernel for all parameters, 2-3x faster steps than the default per-tensor
-        loop on CPU (measured: 0.87 vs 1.82 ms per Adam step for a width-64 Transformer)."""
-        if self.optimizer == "adam":
-            return torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
-        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                               fused=True)
+    def check(self) -> None:
+        super().check()
+        if self.head_dim < 1 or self.ffn_ratio < 1:
+            raise ValueError(f"NMT hyperparameters out of range: {self}")
+
+
+HPARAMS: dict[str, type[NMTHParams]] = {"lstm": NMTHParams, "transformer": TransformerHParams}
 
 
 @dataclass
@@ -165,15 +162,12 @@ class ShardBatches:
         return self.shard[self._pool[1][j]]
 
 
-class NMTTask(Task):
+class NMTTask(TrainingTask):
     """One encoder–decoder on one shard; metrics on the fixed validation pairs."""
 
     def __init__(self, model: Seq2Seq, data: NMTData, fraction: float, hp: NMTHParams, *, seed: int = 0,
                  device: str = "cpu") -> None:
-        self.hp, self.device = hp, torch.device(device)
-        self.model = model.to(self.device)
-        self.optimizer = hp.optimizer_for(self.model)
-        self.num_params = count_parameters(self.model)
+        super().__init__(model, hp, device)
         self._sp = data.processor()
         self._shard = data.shard_pairs(fraction)
         self._batches = ShardBatches(data.train, self._shard, hp.batch_size, seed)
@@ -187,47 +181,36 @@ class NMTTask(Task):
         self._bleu = [(chunk, make_batch(valid, chunk).to(self.device))
                       for chunk in (bleu_order[i:i + EVAL_BATCH] for i in range(0, len(bleu_order), EVAL_BATCH))]
         self._cursor = (0, 0)  # (pool, batch in pool)
-        self._steps = self._tokens = self._pairs = 0
-        self._diverged = False
-        self._threshold = DIVERGENCE_FACTOR * math.log(model.vocab)
+        self._tokens = self._pairs = 0
+        self.divergence_threshold = DIVERGENCE_FACTOR * math.log(model.vocab)
 
-    def _next_batch(self) -> Batch:
+    def next_ids(self) -> np.ndarray:
         pool, j = self._cursor
-        batch = make_batch(self._batches.split, self.rank_share(self._batches.batch(pool, j)))
         self._cursor = (pool, j + 1) if j + 1 < POOL else (pool + 1, 0)
-        return batch.to(self.device)
+        return self._batches.batch(pool, j)
 
-    def train(self, steps: int) -> TrainStats:
-        """``steps`` teacher-forced updates; a non-finite or exploding loss stops early with loss = NaN."""
-        if self._diverged:
-            return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
-        self.model.train()
-        meter, tokens, pairs = LossMeter(self._threshold), 0, 0
-        for _ in range(steps):
-            batch = self._next_batch()
-            warmup_lr(self.optimizer, self.hp.lr, self.hp.warmup_steps, self._steps)
-            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
-            loss = token_loss(logits, batch.tgt_out, self.hp.label_smoothing)
-            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip, self.synced)
-            self._steps += 1
-            tokens += batch.tokens
-            pairs += batch.src.size(0)
-            if not meter.add(value):
-                break
-        self._diverged = meter.diverged
+    def load_batch(self, ids: np.ndarray) -> Batch:
+        return make_batch(self._batches.split, ids).to(self.device)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+        return token_loss(logits, batch.tgt_out, self.hp.label_smoothing)
+
+    def counts(self, batch: Batch) -> Mapping[str, float]:
+        return {"tokens": batch.tokens, "pairs": batch.src.size(0)}
+
+    def summary(self, totals: Mapping[str, float], steps: int) -> tuple[float, dict[str, float]]:
+        tokens, pairs = int(totals.get("tokens", 0)), int(totals.get("pairs", 0))
         self._tokens += tokens
         self._pairs += pairs
-        extra = {"pairs": float(pairs), "shard_pairs": float(len(self._shard)),
-                 "epochs": self._tokens / max(1, self._shard_tokens), "diverged": float(self._diverged)}
-        return TrainStats(loss=meter.mean, samples=float(tokens), steps=meter.steps, extra=extra)
+        return float(tokens), {"pairs": float(pairs), "shard_pairs": float(len(self._shard)),
+                               "epochs": self._tokens / max(1, self._shard_tokens)}
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def metric_names(self) -> tuple[str, ...]:
+        return ("val_xent", "val_token_error", "val_bleu_loss")
+
+    def validate(self) -> dict[str, float]:
         """Cross-entropy and token error (teacher forced) on the validation pairs; BLEU of greedy decodes."""
-        if self._diverged:
-            return {"val_xent": math.nan, "val_token_error": math.nan, "val_bleu_loss": math.nan}
-        was_training = self.model.training
-        self.model.eval()
         nats, wrong, count = 0.0, 0, 0
         for b in self._valid:
             logits = self.model(b.src, b.src_lengths, b.tgt_in)
@@ -236,7 +219,6 @@ class NMTTask(Task):
             wrong += int(((logits.argmax(-1) != b.tgt_out) & real).sum())
             count += b.tokens
         bleu = self.bleu(self.translate_validation())
-        self.model.train(was_training)
         return {"val_xent": nats / count, "val_token_error": wrong / count, "val_bleu_loss": 100.0 - bleu}
 
     def translate_validation(self) -> list[str]:
@@ -252,19 +234,15 @@ class NMTTask(Task):
         """Corpus BLEU (sacrebleu defaults) of ``hypotheses`` against the validation references."""
         return float(sacrebleu.corpus_bleu(hypotheses, [self._refs]).score)
 
-    def state_dict(self) -> dict[str, Any]:
-        """A deep copy: training on afterwards does not change what was returned."""
-        return snapshot(self.model, self.optimizer, self.device, cursor=self._cursor, steps=self._steps,
-                        tokens=self._tokens, pairs=self._pairs, diverged=self._diverged,
-                        shard_pairs=len(self._shard), batch_size=self.hp.batch_size, batch_seed=self._batches.seed)
+    def identity(self) -> dict[str, Any]:
+        return {"shard_pairs": len(self._shard), "batch_size": self.hp.batch_size}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if (state["shard_pairs"], state["batch_size"]) != (len(self._shard), self.hp.batch_size):
-            raise ValueError("NMT task state is from another shard or batch size "
-                             f"(shard {state['shard_pairs']} pairs, batch {state['batch_size']})")
-        restore(state, self.model, self.optimizer, self.device)
+    def reader_state(self) -> dict[str, Any]:
+        return {"cursor": self._cursor, "tokens": self._tokens, "pairs": self._pairs,
+                "batch_seed": self._batches.seed}
+
+    def load_reader_state(self, state: Mapping[str, Any]) -> None:
         if state["batch_seed"] != self._batches.seed:
             self._batches = ShardBatches(self._batches.split, self._shard, self.hp.batch_size, state["batch_seed"])
         self._cursor = tuple(state["cursor"])
-        self._steps, self._tokens, self._pairs = int(state["steps"]), int(state["tokens"]), int(state["pairs"])
-        self._diverged = bool(state["diverged"])
+        self._tokens, self._pairs = int(state["tokens"]), int(state["pairs"])

@@ -15,7 +15,7 @@ from domains.base import TrialSetup
 from domains.nmt import NMTDomain
 from domains.nmt.data import NMTData
 from domains.nmt.models import TransformerSeq2Seq, build_model, reverse_within, sinusoids, token_loss
-from domains.nmt.task import IGNORE, POOL, NMTHParams, NMTTask, ShardBatches, make_batch
+from domains.nmt.task import IGNORE, POOL, NMTTask, ShardBatches, make_batch
 
 FAMILIES = ("lstm", "transformer")
 FAST = {"layers": 1, "batch_size": 16, "lr": 0.01, "dropout": 0.0}
@@ -184,10 +184,10 @@ def test_hyperparameters_are_checked() -> None:
     assert set(domain.hparam_defaults("transformer")) - set(domain.hparam_defaults("lstm")) == {"head_dim",
                                                                                                   "ffn_ratio"}
     with pytest.raises(ValueError, match="unknown NMT lstm hyperparameters"):
-        NMTHParams.resolve("lstm", {"head_dim": 32})
+        domain.check_hparams("lstm", {"head_dim": 32})
     with pytest.raises(ValueError, match="must be an integer"):
-        NMTHParams.resolve("lstm", {"layers": 1.5})
+        domain.check_hparams("lstm", {"layers": 1.5})
     with pytest.raises(ValueError, match="out of range"):
-        NMTHParams.resolve("transformer", {"label_smoothing": 1.0})
+        domain.check_hparams("transformer", {"label_smoothing": 1.0})
     with pytest.raises(ValueError, match="must be even"):
         build_model("lstm", 100, 33, layers=1, dropout=0.0, tie_embeddings=False)
