@@ -345,9 +345,14 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
     def fit(tuner: tune.Tuner) -> None:
         try:
             tuner.fit()
-        except OSError as exc:  # Tune's own state or checkpoints could not be written
-            raise StoreWriteError(f"the sweep stopped: storage {redact(storage)} cannot be written ({exc}). Free "
-                                  f"space or fix access, then run `scaling-sweep resume {redact(storage)}`") from exc
+        except Exception as exc:
+            # Tune's own state or checkpoints could not be written; or, once the results store failed, Tune trips
+            # over files the full store cut short (its error pickles) while it collects the run's results
+            if not isinstance(exc, OSError) and not unwritable(storage):
+                raise
+            raise StoreWriteError(f"the sweep stopped: storage {redact(storage)} cannot be written "
+                                  f"({unwritable(storage) or exc}). Stored rows are whole; free space or fix "
+                                  f"access, then run `scaling-sweep resume {redact(storage)}`") from exc
         reason = unwritable(storage)
         if reason:
             raise StoreWriteError(f"the sweep stopped: trial results could not be written to {redact(storage)} "
