@@ -12,8 +12,7 @@ from domains.registry import installed_domains
 from orchestrator.errors import RunRefused, StoreWriteError
 from orchestrator.spec import SpecError, SweepSpec, load_spec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART_SPEC = REPO_ROOT / "sweeps" / "quickstart.yaml"
+QUICKSTART_SPEC = preset_path("quickstart")  # packaged (orchestrator/sweeps/), so any install can run it
 
 
 def _select_domains(spec: SweepSpec, names: str | None) -> SweepSpec:
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, DataSourceError, RunRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except StoreWriteError as exc:
+    except SweepStopped as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

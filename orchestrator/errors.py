@@ -18,6 +18,6 @@ class RayAddressError(RunRefused, ConnectionError):
     """A given Ray address does not answer; the message names it and where it came from."""
 
 
-class StoreWriteError(OSError):
-    """The results store could not be written (no space, no permission, object store errors): the sweep stopped
-    with every stored row whole; resume once the store can be written again."""
+class SweepStopped(OSError):
+    """The sweep stopped midway with every stored row whole: its storage could not be written (no space, no
+    permission, object store errors) or another driver took it over. Resume once that is fixed."""

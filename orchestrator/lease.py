@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,15 +74,16 @@ def lapsed(record: LeaseRecord, now: float) -> bool:
 class StorageLease:
     """Acquire with ``acquire()`` (raises ``LeaseHeld``), keep it fresh from a thread, ``release()`` at the end."""
 
-    def __init__(self, storage: str, sweep: str, ttl: float = TTL_SECONDS,
-                 heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(self, storage: str, sweep: str, ttl: float = TTL_SECONDS, heartbeat: float = HEARTBEAT_SECONDS,
+                 on_lost: Callable[[str], None] | None = None) -> None:
         if heartbeat >= ttl:
             raise ValueError(f"heartbeat ({heartbeat} s) must be shorter than ttl ({ttl} s)")
         self.storage, self.sweep, self.ttl, self.heartbeat = storage, sweep, ttl, heartbeat
         self.fs, root = resolve(storage)
         self.path = f"{root}/{LEASE_FILE}"
         self.token = uuid.uuid4().hex
-        self.lost = threading.Event()  # set when another driver took the lease over
+        self.lost = threading.Event()  # set when another driver took the lease over; on_lost gets its holder
+        self.on_lost = on_lost
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._acquired_at = 0.0
@@ -144,8 +146,10 @@ class StorageLease:
                 current = self.read()
                 if current is not None and current.token != self.token:
                     self.lost.set()
-                    log.error("the lease on %s was taken over by %s; this driver no longer owns the storage",
-                              redact(self.storage), current.describe(time.time()))
+                    holder = current.describe(time.time())
+                    log.error("the lease on %s was taken over: %s; this driver stops", redact(self.storage), holder)
+                    if self.on_lost is not None:
+                        self.on_lost(holder)
                     return
                 self._write()
             except OSError as exc:  # a full or unreachable store: the lease may lapse; say so, keep trying

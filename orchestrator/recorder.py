@@ -25,23 +25,29 @@ RESTORED_HISTORY = "restored_history"  # result key: JSON list of a restored tri
 WRITE_ATTEMPTS = 3  # a row write is tried this often (object stores fail transiently) before the sweep stops
 RETRY_SECONDS = 1.0  # first pause between attempts; doubled each time
 
-# Storages whose results could not be written in this driver process, with the reason. The recorder marks them,
-# ``StopWhenUnwritable`` (pickled with the Tuner, so a restored Tuner has it too) reads them.
-_UNWRITABLE: dict[str, str] = {}
+# Sweeps of this driver process that must stop, by storage, with the reason: results that cannot be written, or
+# a storage lease another driver took over. ``StopRequested`` (pickled with the Tuner, so a restored Tuner has it
+# too) ends the Tune run; the recorder stores no further rows.
+_STOPS: dict[str, str] = {}
 
 
-def unwritable(storage_uri: str) -> str | None:
-    """Why the results of ``storage_uri`` could not be written in this process, or None."""
-    return _UNWRITABLE.get(storage_uri)
+def request_stop(storage_uri: str, reason: str) -> None:
+    """Stop the sweep on ``storage_uri`` as soon as Tune next looks (the first reason given is kept)."""
+    _STOPS.setdefault(storage_uri, reason)
 
 
-def reset_unwritable(storage_uri: str) -> None:
-    """Forget an earlier failure (a new sweep run in the same process tries the store afresh)."""
-    _UNWRITABLE.pop(storage_uri, None)
+def stop_reason(storage_uri: str) -> str | None:
+    """Why the sweep on ``storage_uri`` was asked to stop in this process, or None."""
+    return _STOPS.get(storage_uri)
 
 
-class StopWhenUnwritable(Stopper):
-    """Ends the whole Tune run once the results store has failed: every further trial would be lost."""
+def clear_stop(storage_uri: str) -> None:
+    """Forget an earlier stop (a new sweep run in the same process tries the store afresh)."""
+    _STOPS.pop(storage_uri, None)
+
+
+class StopRequested(Stopper):
+    """Ends the whole Tune run once ``request_stop`` was called for its storage: further trials would be lost."""
 
     def __init__(self, storage_uri: str) -> None:
         self.storage_uri = storage_uri
@@ -50,7 +56,7 @@ class StopWhenUnwritable(Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return unwritable(self.storage_uri) is not None
+        return stop_reason(self.storage_uri) is not None
 
 
 @cache
@@ -174,10 +180,10 @@ class ResultsRecorder(Callback):
             "code_version": code_version(), "error": error, **_placement(last),
         }
         history = sorted(self._history.pop(trial.trial_id, {}).values(), key=lambda h: h["iteration"])
-        if unwritable(self.storage_uri):
-            # the sweep is stopping because the store failed: Tune ends the remaining trials as terminated, and a
-            # row would record them as finished. Without a row, `resume` runs them again.
-            log.warning("trial %s not recorded: the results store failed; resume runs it again", plan["trial_key"])
+        if stop_reason(self.storage_uri):
+            # the sweep is stopping (the store failed, or another driver took it over): Tune ends the remaining
+            # trials as terminated, and a row would record them as finished. Without one, `resume` runs them again.
+            log.warning("trial %s not recorded: the sweep is stopping; resume runs it again", plan["trial_key"])
             return
         pause = RETRY_SECONDS
         for attempt in range(1, WRITE_ATTEMPTS + 1):
@@ -187,7 +193,9 @@ class ResultsRecorder(Callback):
                 return
             except OSError as exc:
                 if attempt == WRITE_ATTEMPTS:
-                    _UNWRITABLE[self.storage_uri] = f"{type(exc).__name__}: {exc}"
+                    request_stop(self.storage_uri, f"trial results could not be written to "
+                                                   f"{redact(self.storage_uri)} ({type(exc).__name__}: {exc}); free "
+                                                   f"space or fix access")
                     log.error("could not write the results of trial %s to %s after %d attempts (%s); stopping the "
                               "sweep: free space or fix access, then resume", plan["trial_key"],
                               redact(self.storage_uri), attempt, exc)

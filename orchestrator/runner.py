@@ -28,7 +28,7 @@ from ray import tune
 from fitting.store import ResultsStore, resolve
 from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
-from orchestrator.errors import StoreWriteError
+from orchestrator.errors import SweepStopped
 from orchestrator.group_asha import GroupedASHAScheduler
 from orchestrator.lease import StorageLease
 from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
@@ -36,9 +36,10 @@ from orchestrator.progress import ProgressDisplay
 from orchestrator.ray_address import choose_target, probe
 from orchestrator.recorder import (
     ResultsRecorder,
-    StopWhenUnwritable,
-    reset_unwritable,
-    unwritable,
+    StopRequested,
+    clear_stop,
+    request_stop,
+    stop_reason,
 )
 from orchestrator.spec import SpecError, SweepSpec, parse_spec
 from orchestrator.spec_changes import incompatible_changes
@@ -257,8 +258,8 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
                storage_fs: pafs.FileSystem, callbacks: list[Any], scheduler: Any, results_uri: str,
                reuse_actors: bool = True) -> tune.Tuner:
     """The sweep's Tuner: one grid point per planned trial, actors reused between trials. ``ReleaseWorkers``
-    makes sure the workers of a stopped data-parallel trial give their resources back; ``StopWhenUnwritable``
-    ends the run once trial results cannot be written to ``results_uri``."""
+    makes sure the workers of a stopped data-parallel trial give their resources back; ``StopRequested``
+    ends the run once trial results cannot be written to ``results_uri`` or another driver took it over."""
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
@@ -267,7 +268,7 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,
-            callbacks=[*callbacks, ReleaseWorkers()], verbose=0, stop=StopWhenUnwritable(results_uri),
+            callbacks=[*callbacks, ReleaseWorkers()], verbose=0, stop=StopRequested(results_uri),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
     )
@@ -304,14 +305,15 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
     """Run (or resume) a sweep to the end; every trial lands in ``<storage>/results``.
 
     One driver per storage (``orchestrator.lease``); an edited spec must be a top-up of the stored one unless
-    ``allow_spec_change``; a store that cannot be written stops the sweep with ``StoreWriteError``."""
+    ``allow_spec_change``; a store that cannot be written, or a lease taken over, stops it with ``SweepStopped``."""
     domains = resolve_domains(spec)  # spec errors surface before any data is read or Ray starts
     storage = spec.storage_uri(spec_dir)
     store = ResultsStore(storage)
     store.check_writable()
     check_spec_change(spec, storage, allow_spec_change)
     probe(choose_target(address))  # a dead cluster address fails in seconds, before data is prepared
-    lease = StorageLease(storage, spec.name)
+    lease = StorageLease(storage, spec.name, on_lost=lambda holder: request_stop(
+        storage, f"another driver took the storage over ({holder}); one driver per storage"))
     lease.acquire(takeover=takeover)
     try:
         return _run_leased(spec, domains, storage, store, progress, num_cpus, reuse_actors, address)
@@ -334,7 +336,7 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
     fs, root = resolve(storage)  # Tune gets the same pyarrow filesystem (URI query options such as endpoints kept)
     tune_path = f"{root}/{TUNE_DIR}"
     experiment = f"{tune_path}/{spec.name}"
-    reset_unwritable(storage)
+    clear_stop(storage)
 
     def callbacks(total: int) -> list[Any]:
         cbs: list[Any] = [ResultsRecorder(storage), DashboardMetrics()]
@@ -348,16 +350,16 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
         except Exception as exc:
             # Tune's own state or checkpoints could not be written; or, once the results store failed, Tune trips
             # over files the full store cut short (its error pickles) while it collects the run's results
-            if not isinstance(exc, OSError) and not unwritable(storage):
+            if not isinstance(exc, OSError) and not stop_reason(storage):
                 raise
-            raise StoreWriteError(f"the sweep stopped: storage {redact(storage)} cannot be written "
-                                  f"({unwritable(storage) or exc}). Stored rows are whole; free space or fix "
-                                  f"access, then run `scaling-sweep resume {redact(storage)}`") from exc
-        reason = unwritable(storage)
+            reason = stop_reason(storage) or f"storage {redact(storage)} cannot be written ({exc}); free space or " \
+                                             f"fix access"
+            raise SweepStopped(f"the sweep stopped: {reason}. Stored rows are whole; then run "
+                               f"`scaling-sweep resume {redact(storage)}` to finish the rest") from exc
+        reason = stop_reason(storage)
         if reason:
-            raise StoreWriteError(f"the sweep stopped: trial results could not be written to {redact(storage)} "
-                                  f"({reason}). Stored rows are whole; free space or fix access, then run "
-                                  f"`scaling-sweep resume {storage}` to finish the rest")
+            raise SweepStopped(f"the sweep stopped: {reason}. Stored rows are whole; then run "
+                               f"`scaling-sweep resume {redact(storage)}` to finish the rest")
 
     ran = 0
     started = time.monotonic()

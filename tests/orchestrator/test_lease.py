@@ -29,7 +29,8 @@ time.sleep(600)
 
 
 def test_second_lease_is_refused_naming_the_holder_and_takeover_works(tmp_path: Path) -> None:
-    first = StorageLease(str(tmp_path), "first", ttl=30, heartbeat=0.2)
+    lost_to: list[str] = []
+    first = StorageLease(str(tmp_path), "first", ttl=30, heartbeat=0.2, on_lost=lost_to.append)
     first.acquire()
     record = json.loads((tmp_path / LEASE_FILE).read_text())
     assert {"owner", "host", "pid", "heartbeat_at", "expires_at"} <= set(record)
@@ -45,6 +46,7 @@ def test_second_lease_is_refused_naming_the_holder_and_takeover_works(tmp_path: 
     while not first.lost.is_set():  # the first driver's heartbeat sees it lost the storage and stops renewing
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    assert len(lost_to) == 1 and "sweep 'second'" in lost_to[0]  # the runner stops its sweep on this
     first.release()
     assert holder(str(tmp_path)).sweep == "second"  # releasing a lease one no longer holds leaves the new one
     second.release()

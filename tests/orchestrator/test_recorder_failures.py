@@ -1,0 +1,73 @@
+"""Result writes that fail: retried, then the sweep is asked to stop and no further row is written. Real stores: a
+local folder that is briefly unwritable, and a real S3 endpoint whose bucket is gone."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from ray.tune.experiment import Trial
+
+from fitting.store import ResultsStore
+from orchestrator import recorder
+from orchestrator.recorder import ResultsRecorder, StopRequested, clear_stop, stop_reason
+
+
+def finished_trial(key: str) -> tuple[Trial, dict[str, Any]]:
+    plan = {"trial_key": key, "config_key": key, "sweep": "s", "domain": "lm", "family": "word", "fraction": 1.0,
+            "train_size": 100.0, "size_unit": "words", "width": 8, "hparams": {"lr": 0.01}, "seed": 0,
+            "primary_metric": "val_xent"}
+    result = {"iter": 1, "steps": 10, "samples": 80.0, "train_loss": 5.0, "val/val_xent": 4.0, "best/val_xent": 4.0,
+              "final": True, "stop_reason": "max_steps", "elapsed": 1.0}
+    return Trial("__fake", config={"trial": plan}, trial_id=key, stub=True), result
+
+
+def record(rec: ResultsRecorder, key: str) -> None:
+    trial, result = finished_trial(key)
+    rec.on_trial_result(1, [trial], trial, result)
+    rec.on_trial_complete(1, [trial], trial)
+
+
+def test_a_failed_write_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder, "RETRY_SECONDS", 0.5)
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    (storage / "results").write_text("in the way")  # results/ cannot be created until this goes
+    threading.Timer(0.2, (storage / "results").unlink).start()
+    rec = ResultsRecorder(str(storage))
+    record(rec, "t1")
+    assert rec.written == 1 and stop_reason(str(storage)) is None
+    assert [r["trial_key"] for r in ResultsStore(str(storage)).read_results().to_pylist()] == ["t1"]
+
+
+def test_an_object_store_that_keeps_failing_stops_the_sweep(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    from tests.s3_server import s3_bucket
+
+    monkeypatch.setattr(recorder, "RETRY_SECONDS", 0.05)
+    with s3_bucket() as template:
+        healthy = template.format(prefix="sweeps/ok")
+        gone = healthy.replace("@sweeps/", "@deleted-bucket/")  # as a bucket deleted (or access revoked) midway
+        rec = ResultsRecorder(gone)
+        try:
+            with caplog.at_level(logging.WARNING, logger="orchestrator.recorder"):
+                record(rec, "t1")  # no exception: the callback must not take Tune down
+                reason = stop_reason(gone)
+                assert reason and "trial results could not be written to s3://deleted-bucket/" in reason
+                assert "test:test" not in reason  # credentials never reach messages
+                assert StopRequested(gone).stop_all() and not StopRequested(healthy).stop_all()
+                assert sum("retrying" in r.message for r in caplog.records) == recorder.WRITE_ATTEMPTS - 1
+                record(rec, "t2")  # Tune ends the remaining trials as terminated: they must not become rows
+                assert any("t2 not recorded" in r.message for r in caplog.records)
+            assert rec.written == 0
+        finally:
+            clear_stop(gone)
+        # the healthy store writes whole files; nothing half-written on the failed one
+        ok = ResultsRecorder(healthy)
+        record(ok, "t3")
+        store = ResultsStore(healthy)
+        assert [pq.read_table(i.path, filesystem=store.fs).num_rows for i in store.list_files()] == [1]
