@@ -9,7 +9,7 @@ from pathlib import Path
 
 from domains.base import DataSourceError
 from domains.registry import installed_domains
-from orchestrator.errors import RunRefused, StoreWriteError
+from orchestrator.errors import RunRefused, SweepStopped
 from orchestrator.spec import SpecError, SweepSpec, load_spec
 
 QUICKSTART_SPEC = preset_path("quickstart")  # packaged (orchestrator/sweeps/), so any install can run it
