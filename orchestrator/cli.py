@@ -12,7 +12,8 @@ from domains.registry import installed_domains
 from orchestrator.errors import RunRefused, SweepStopped
 from orchestrator.spec import SpecError, SweepSpec, load_spec
 
-QUICKSTART_SPEC = preset_path("quickstart")  # packaged (orchestrator/sweeps/), so any install can run it
+REPO_ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART_SPEC = REPO_ROOT / "sweeps" / "quickstart.yaml"
 
 
 def _select_domains(spec: SweepSpec, names: str | None) -> SweepSpec:
