@@ -13,7 +13,7 @@ from orchestrator.errors import RunRefused, SweepStopped
 from orchestrator.spec import SpecError, SweepSpec, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART_SPEC = REPO_ROOT / "sweeps" / "quickstart.yaml"
+QUICKSTART_SPEC = REPO_ROOT / "orchestrator" / "sweeps" / "quickstart.yaml"
 
 
 def _select_domains(spec: SweepSpec, names: str | None) -> SweepSpec:
