@@ -13,7 +13,8 @@ space a learning curve is then a regression with independent errors of unknown s
 - the power law with a floor gets a parametric bootstrap: log residuals redrawn around the fitted law with a
   scale drawn from its χ² posterior (σ² = RSS/χ²_{n−k}, which turns a plug-in normal into the t of a linear
   model), each replicate refitted with the form rule of the point fit ("auto" selects inside each replicate).
-  The interval is the basic bootstrap (2·θ̂ − quantiles), which removes the estimator's bias near bounds.
+  Percentile intervals: the basic bootstrap (2·θ̂ − quantiles) covered 76 % with 6 shards, where the estimator
+  is skewed by its bounds (γ ≥ 0); percentile intervals covered 96 % there and 94 % with 8 shards.
 
 Replicates (``reps``) are draws from the same distributions, paired by index, for predictions and bands.
 """
@@ -82,7 +83,7 @@ def _select_auto(m: np.ndarray, eps: np.ndarray, power: dict[str, np.ndarray],
 
 def _floor_bootstrap(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, n_draws: int, level: float,
                      rng: np.random.Generator) -> tuple[dict[str, Interval | None], dict[str, np.ndarray]]:
-    """Parametric bootstrap of a floor law (or an "auto" choice): basic intervals and reflected draws."""
+    """Parametric bootstrap of a floor law (or an "auto" choice): percentile intervals and the draws."""
     n, k = m.size, law.n_params
     nu = n - k
     if nu < 1:
@@ -96,11 +97,7 @@ def _floor_bootstrap(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, n_d
         pw = fit_batch(m, sim, "power")
         keep = _select_auto(m, sim, pw, fl)
         fl = {key: np.where(keep, fl[key], pw[key]) for key in fl}
-    # basic bootstrap: θ̂ − (θ* − θ̂); α in log space, γ ≥ 0
-    beta = 2 * law.beta - fl["beta"]
-    log_alpha = 2 * math.log(law.alpha) - np.log(fl["alpha"])
-    gamma = np.clip(2 * law.gamma - fl["gamma"], 0.0, None)
-    reps = {"alpha": np.exp(log_alpha), "beta_g": beta, "gamma": gamma}
+    reps = {"alpha": fl["alpha"], "beta_g": fl["beta"], "gamma": fl["gamma"]}
     return {key: quantile_interval(v, level) for key, v in reps.items()}, reps
 
 
@@ -154,7 +151,7 @@ def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, 
         intervals.update(iv_g)
         reps.update(draws)
         method = (f"parametric bootstrap of the {law.form} law ({n_draws} draws, residual scale from "
-                  f"χ²({n - law.n_params}), form rule '{rule}' inside each draw, basic intervals)")
+                  f"χ²({n - law.n_params}), form rule '{rule}' inside each draw, percentile intervals)")
     if n - law.n_params < 2:
         notes.append(f"{n} shards for {law.n_params} parameters: the intervals are very wide; add shards")
     if size_law is not None:
