@@ -10,10 +10,10 @@ from pathlib import Path
 from domains.base import DataSourceError
 from domains.registry import installed_domains
 from orchestrator.errors import RunRefused, SweepStopped
+from orchestrator.presets import preset_path
 from orchestrator.spec import SpecError, SweepSpec, load_spec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART_SPEC = REPO_ROOT / "orchestrator" / "sweeps" / "quickstart.yaml"
+QUICKSTART_SPEC = preset_path("quickstart")  # packaged (orchestrator/sweeps/), so any install can run it
 
 
 def _select_domains(spec: SweepSpec, names: str | None) -> SweepSpec:

@@ -246,7 +246,7 @@ def test_rayjob_runs_a_sweep_on_the_raycluster() -> None:
     cluster = kind(KUBERAY / "raycluster.yaml", "RayCluster")
     assert spec["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
     argv = shlex.split(spec["entrypoint"])
-    assert argv[:2] == ["scaling-sweep", "run"] and argv[2].startswith("sweeps/"), argv
+    assert argv[:2] == ["scaling-sweep", "run"] and argv[2].startswith("orchestrator/sweeps/"), argv
     load_spec(REPO / argv[2])  # the spec it names exists and is valid
     assert re.match(r"(s3|gs)://", storage_of_entrypoint(spec["entrypoint"])), "storage must be object storage"
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
