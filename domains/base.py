@@ -102,6 +102,11 @@ class Task(abc.ABC):
         """The step's loss once the replicas' gradients are averaged (the loss itself when training alone)."""
         return loss if self._sync is None else self._sync(loss)
 
+    def on_checkpoint(self, iteration: int, wait_committed: Callable[[], None]) -> None:  # noqa: B027 (optional)
+        """Called in the trial's lead process after each report that carried a checkpoint (``iteration`` counts
+        reports from 1); ``wait_committed()`` returns once that checkpoint is where a retry of the trial would
+        resume from. A hook for instrumentation and tests (fault injection); the default does nothing."""
+
     @abc.abstractmethod
     def train(self, steps: int) -> TrainStats:
         """Run ``steps`` optimizer steps on the shard (wrapping around it as needed)."""

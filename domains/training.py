@@ -137,8 +137,9 @@ class TrainingTask(Task):
         """Metrics on the fixed validation split (called in eval mode, without gradients); lower is better."""
 
     def identity(self) -> dict[str, Any]:
-        """What a checkpoint must match to be this task's (shard and batch size)."""
-        return {}
+        """What a checkpoint must match to be this task's: the batch size, and where a domain can tell, the
+        shard's size."""
+        return {"batch_size": self.hp.batch_size}
 
     def reader_state(self) -> dict[str, Any]:
         """The data reader's cursor and counters, for ``state_dict``."""

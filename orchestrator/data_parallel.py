@@ -71,7 +71,7 @@ POLL_SECONDS = 0.5  # how often the driver looks whether its Train run has ended
 ABORT_SECONDS = 30.0  # a Train run not aborted gracefully by then is killed
 PLACEMENT_GROUP_KEY = "train_placement_group"  # result key: the workers' placement group, for ReleaseWorkers
 RELEASE_AFTER_SECONDS = 10.0  # grace for a stopped trial's own abort before the sweep driver steps in
-COMMIT_WAIT_SECONDS = 60.0  # fault injection (tests): longest wait for Train to register a checkpoint
+COMMIT_WAIT_SECONDS = 60.0  # Task.on_checkpoint (e.g. tests' fault injection): longest wait for Train to register
 
 
 # ------------------------------------------------------------------------------------------------ workers

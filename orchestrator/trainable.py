@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -31,7 +30,6 @@ from orchestrator.dashboard_metrics import samples_per_second_gauge
 from orchestrator.recorder import RESTORED_HISTORY, TRAIN_PREFIX
 
 STATE_FILE = "trial_state.pt"
-FAIL_ONCE_ENV = "SCALING_SWEEP_FAIL_ONCE_DIR"  # tests only: see _maybe_fail_once
 
 _throughput: Gauge | None = None  # one per worker process, reused across trials
 _prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
@@ -48,20 +46,6 @@ def _prepared(refs: Mapping[str, ray.ObjectRef], domain: str) -> Any:
 
 def _improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
-
-
-def _maybe_fail_once(trial_key: str, io: TrialIO) -> None:
-    """Fault injection for tests: a trial armed with ``<dir>/<trial_key>.fail`` dies once, hard, right after
-    its checkpoint is committed, as a lost node or an OOM kill would end it. Waiting for the commit lets a test
-    know which checkpoint the retry resumes from; a real crash may come a moment earlier and lose one report."""
-    marker_dir = os.environ.get(FAIL_ONCE_ENV)
-    if not marker_dir:
-        return
-    armed = Path(marker_dir) / f"{trial_key}.fail"
-    if armed.exists():
-        armed.rename(armed.with_suffix(".failed"))
-        io.wait_committed()
-        os._exit(1)
 
 
 def _report_throughput(plan: Mapping[str, Any], samples_per_second: float) -> None:
@@ -90,7 +74,7 @@ class TrialIO(Protocol):
     """What the shared training loop needs from where it runs: ``TuneIO`` for a trial that trains alone, one
     replica's ``orchestrator.data_parallel.ReplicaIO`` for a data-parallel trial."""
 
-    lead: bool  # the process that reports throughput and may be armed to fail (alone, or rank 0)
+    lead: bool  # the process that reports throughput and calls Task.on_checkpoint (alone, or rank 0)
 
     def restore(self) -> dict[str, Any] | None:
         """The saved ``{"task", "progress"}`` of an earlier attempt, or None on a fresh start."""
@@ -228,5 +212,5 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
             io.report(result, None)  # nothing left to resume: skip the checkpoint
             return
         io.report(result, {"task": task.state_dict(), "progress": state})
-        if state["iteration"] == 2 and io.lead:
-            _maybe_fail_once(plan["trial_key"], io)
+        if io.lead:
+            task.on_checkpoint(state["iteration"], io.wait_committed)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrator.trainable import FAIL_ONCE_ENV
+from domains.registry import register_domain
+
+# Domains written for the tests, registered before any Ray starts, so that its workers find them as well.
+register_domain("digits-mlp", "tests.domains.digits_mlp:DigitsMLPDomain")  # the framework's fifth domain
+register_domain("lm-dies-once", "tests.orchestrator.dies_once:DiesOnceLM")  # fault injection for retry tests
 
 
 @pytest.fixture(scope="session")
@@ -20,15 +23,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fail_once_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where tests arm trials to crash once (``<trial_key>.fail``); workers inherit the variable."""
-    path = tmp_path_factory.mktemp("fail-once")
-    os.environ[FAIL_ONCE_ENV] = str(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def ray_session(fail_once_dir: Path) -> Iterator[None]:
+def ray_session() -> Iterator[None]:
     """A real local Ray with 2 CPUs, started once (start-up costs seconds)."""
     import ray
 

@@ -55,13 +55,9 @@ class SimulatedCluster:
     def __init__(self, head_cpus: int = 2, temp_root: str | None = None) -> None:
         # a short private temp dir: Ray's socket paths must stay under 108 bytes, and its address file
         # (ray_current_cluster) must not make another process's plain ray.init() join this cluster
-        # (imported here: the child process needs no torch)
-        from orchestrator.trainable import FAIL_ONCE_ENV
-
         self._tmp = tempfile.mkdtemp(prefix="rc", dir=temp_root or "/tmp")
         self.log_path = Path(self._tmp) / "cluster.log"
-        env = {k: v for k, v in cluster_env().items() if k != FAIL_ONCE_ENV}
-        self._env = {**env, "RAY_TMPDIR": self._tmp}
+        self._env = {**cluster_env(), "RAY_TMPDIR": self._tmp}
         self._log = open(self.log_path, "w")  # noqa: SIM115 - open for the child's lifetime, closed in close()
         self._proc = subprocess.Popen([sys.executable, "-m", "tests.ray_cluster", str(head_cpus)], cwd=REPO,
                                       env=self._env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

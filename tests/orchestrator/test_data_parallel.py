@@ -22,6 +22,7 @@ from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import run_sweep, trial_resources
 from orchestrator.spec import parse_spec
 from orchestrator.trainable import STATE_FILE
+from tests.orchestrator.dies_once import NAME as DIES_ONCE
 from tests.s3_server import free_port
 
 LM_DATA = {"vocab_size": 1000, "max_valid_words": 1500, "max_valid_chars": 6000}
@@ -91,12 +92,14 @@ def test_two_replicas_train_as_one_process_on_the_whole_batch(corpus_dir: Path, 
 
 
 # ------------------------------------------------------------------------------------------------ on Ray
-def dp_spec(corpus: Path, storage: Path) -> dict[str, Any]:
-    """Width 16 on 2 workers, three learning rates in one ASHA group (rungs at 10 and 20 steps), one at a time."""
-    return {"name": "dp", "storage": str(storage), "max_concurrent_trials": 1, "domains": {"lm": {
+def dp_spec(corpus: Path, storage: Path, fail_marker: Path) -> dict[str, Any]:
+    """Width 16 on 2 workers, three learning rates in one ASHA group (rungs at 10 and 20 steps), one at a time;
+    the word LM of ``tests.orchestrator.dies_once``: the first trial to reach its 2nd checkpoint dies once."""
+    return {"name": "dp", "storage": str(storage), "max_concurrent_trials": 1, "domains": {DIES_ONCE: {
         "data": {"train": str(corpus / TRAIN_GLOB), "valid": str(corpus / VALID_GLOB), **LM_DATA},
         "families": ["word"], "shards": [1.0], "widths": [16],
-        "hparams": {"batch_size": 8, "bptt": 16, "lr": {"grid": [0.01, 1.0e-4, 2.0e-4]}},
+        "hparams": {"batch_size": 8, "bptt": 16, "lr": {"grid": [0.01, 1.0e-4, 2.0e-4]},
+                    "fail_marker": str(fail_marker)},
         "early_stopping": {"grace_period": 10, "reduction_factor": 2, "max_steps": 40, "eval_every": 10,
                            "patience": None},
         "resources": {"cpu": 0.4, "rules": [{"min_width": 16, "workers": 2}]},  # 0.1 (driver) + 2 x 0.4 <= 2 CPUs
@@ -113,21 +116,23 @@ def test_workers_without_gpus_share_a_cluster_too_small_for_them(ray_session: No
 
 @pytest.mark.slow
 def test_data_parallel_trials_resume_are_stopped_by_asha_and_land_in_the_store(
-        corpus_dir: Path, ray_session: None, fail_once_dir: Path, tmp_path: Path) -> None:
+        corpus_dir: Path, ray_session: None, tmp_path: Path) -> None:
     """Three 2-worker trials, one at a time, in one ASHA group. The good learning rate dies once (rank 0, once
-    its 2nd checkpoint is committed), resumes from that checkpoint and runs to the end; the two bad ones are
+    its 2nd checkpoint is committed: the bad ones never reach it), resumes from that checkpoint and runs to the
+    end; the two bad ones are
     stopped at the first rung. Each stopped trial aborts its Train run; the next reuses its actor (a trial thread
     still in trainer.fit() would make that fail), and at the end every worker's CPU is back with Ray."""
     import ray
 
-    spec = parse_spec(dp_spec(corpus_dir, tmp_path))
+    marker = tmp_path / "die.fail"
+    spec = parse_spec(dp_spec(corpus_dir, tmp_path, marker))
     planned = plan_trials(spec, resolve_domains(spec))
     assert [(t.workers, t.hparams["lr"]) for t in planned] == [(2, 0.01), (2, 1.0e-4), (2, 2.0e-4)]
     assert trial_resources({"trial": planned[0].to_config()}) == DRIVER_RESOURCES
-    (fail_once_dir / f"{planned[0].trial_key}.fail").touch()
+    marker.touch()
 
     outcome = run_sweep(spec, progress=False)
-    assert (fail_once_dir / f"{planned[0].trial_key}.failed").exists()
+    assert marker.with_suffix(".failed").exists() and not marker.exists()
     assert outcome.ran == 3
     store = ResultsStore(str(tmp_path))
     rows = {r["trial_key"]: r for r in store.read_results().to_pylist()}

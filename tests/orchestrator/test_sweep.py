@@ -13,6 +13,7 @@ from fitting.store import ResultsStore
 from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import load_saved_spec, run_sweep, save_spec
 from orchestrator.spec import parse_spec
+from tests.orchestrator.dies_once import NAME as DIES_ONCE
 
 pytestmark = pytest.mark.slow
 
@@ -81,23 +82,27 @@ def test_gpu_requests_run_on_cpu_when_the_local_machine_has_no_gpu(corpus_dir: P
 
 
 def test_trial_killed_mid_run_resumes_from_its_checkpoint(corpus_dir: Path, ray_session: None,
-                                                          fail_once_dir: Path, tmp_path: Path) -> None:
+                                                          tmp_path: Path) -> None:
+    marker = tmp_path / "die.fail"  # the first trial at its 2nd checkpoint takes it and its process dies
     data = spec_data(corpus_dir, tmp_path, "retry", shards=[1.0], widths=[8],
-                     hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.003, 0.01]}},
+                     hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.003, 0.01]},
+                              "fail_marker": str(marker)},
                      early_stopping={"grace_period": 10, "max_steps": 50, "eval_every": 10, "patience": None,
                                      "enabled": False})
+    data["domains"] = {DIES_ONCE: data["domains"]["lm"]}
     spec = parse_spec(data)
     planned = plan_trials(spec, resolve_domains(spec))
-    victim = planned[0].trial_key
-    (fail_once_dir / f"{victim}.fail").touch()  # the worker process dies right after its 2nd checkpoint
+    marker.touch()
     run_sweep(spec, progress=False)
 
-    assert (fail_once_dir / f"{victim}.failed").exists()  # it really crashed
+    assert marker.with_suffix(".failed").exists() and not marker.exists()  # it really crashed, once
     rows = {r["trial_key"]: r for r in stored(tmp_path)}
     assert set(rows) == {t.trial_key for t in planned}
-    assert rows[victim]["restores"] == 1 and rows[victim]["status"] == "completed"
+    (victim,) = [key for key, r in rows.items() if r["restores"] == 1]
+    (survivor,) = set(rows) - {victim}
+    assert rows[victim]["status"] == "completed"
     assert rows[victim]["steps"] == 50 and rows[victim]["iterations"] == 5  # resumed at step 20, not from 0
-    assert rows[planned[1].trial_key]["restores"] == 0
+    assert rows[survivor]["restores"] == 0
     history = ResultsStore(str(tmp_path)).read_history(victim).to_pylist()
     assert [h["iteration"] for h in history] == [1, 2, 3, 4, 5]
 
