@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from fitting.store import resolve
 from orchestrator.errors import LeaseHeld
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 LEASE_FILE = "lease.json"
 TTL_SECONDS = 60.0  # a crashed driver on another host blocks the storage this long at most
 HEARTBEAT_SECONDS = 10.0
-SETTLE_SECONDS = 0.5  # two drivers writing at once: the one whose write is not read back afterwards gives way
+SETTLE_SECONDS = 0.2  # two drivers writing at once: the one whose write is not read back afterwards gives way
 
 
 @dataclass(frozen=True)
@@ -166,12 +165,6 @@ class StorageLease:
                 self.fs.delete_file(self.path)
         except OSError as exc:
             log.warning("could not release the lease on %s (it lapses by itself): %s", redact(self.storage), exc)
-
-    def __enter__(self) -> StorageLease:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
 
 
 def holder(storage: str) -> LeaseRecord | None:
