@@ -159,8 +159,9 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
                                  "β_p leans on extrapolated best sizes there")
         else:
             sf = fit_model_size([p.train_size for p in used], params)
-            out.notes.append("best model size not interpolated between widths (no curvature in the scores or "
-                             "too few widths per shard): β_p from the best configuration's num_params")
+            out.notes.append("best model size not interpolated between widths (no curvature in the scores, too "
+                             "few widths per shard, or the best size beyond the searched widths at most shards): "
+                             "β_p from the best configuration's num_params")
         out.size_fit, out.beta_p, out.sigma, out.r2_p = sf, sf.beta_p, sf.sigma, sf.r2
     else:
         out.notes.append("best model size not fitted: num_params missing for some shards")

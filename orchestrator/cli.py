@@ -36,8 +36,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from orchestrator.lease import StorageLease
+    from orchestrator.ray_address import choose_target, probe
 
-    StorageLease(spec.storage_uri(), spec.name).refuse_if_held(args.takeover)  # in seconds: before Ray is loaded
+    # refused in seconds, before Ray and torch are loaded: a dead cluster address, a storage in use
+    probe(choose_target(args.address))
+    StorageLease(spec.storage_uri(), spec.name).refuse_if_held(args.takeover)
     from orchestrator.runner import run_sweep
 
     outcome = run_sweep(spec, progress=not args.quiet, num_cpus=args.num_cpus, address=args.address,
