@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fitting.aggregate import ShardPoint, best_per_shard, usable_trials
 from fitting.best_size import fit_best_size
-from fitting.intervals import parameter_intervals
+from fitting.intervals import parameter_intervals, quantile_interval
 from fitting.laws import LearningCurveFit, ModelSizeFit, fit_batch, fit_learning_curve, fit_model_size, ols_line
 from tests.fitting.synthetic import BETA_P, Regime, sweep_batch
 
@@ -122,14 +122,6 @@ def _residual_replicates(m: np.ndarray, eps: np.ndarray, fit: LearningCurveFit, 
     return err, draw(params, np.asarray(size_fit.predict(m)), 2)
 
 
-def _quantiles(values: np.ndarray, level: float) -> tuple[float, float] | None:
-    v = values[np.isfinite(values)]
-    if v.size < 2:
-        return None
-    lo, hi = np.quantile(v, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
-
-
 def old_intervals(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCurveFit,
                   size_fit: ModelSizeFit | None, n_boot: int = N_BOOT, level: float = LEVEL,
                   seed: int = 0) -> dict[str, tuple[float, float] | None]:
@@ -149,12 +141,12 @@ def old_intervals(trials: pd.DataFrame, used: list[ShardPoint], fit: LearningCur
     if good.any():
         batch = fit_batch(m, err[good], law.form, loss=law.loss)
         ref = fit_batch(m, eps[None, :], law.form, loss=law.loss)
-        out["beta_g"] = _quantiles(batch["beta"] + (law.beta - ref["beta"][0]), level)
+        out["beta_g"] = quantile_interval(batch["beta"] + (law.beta - ref["beta"][0]), level)
     if size_fit is not None:
         okp = np.all(np.isfinite(par) & (par > 0), axis=1)
         if okp.any():
             _, b_p = ols_line(np.log(m) - np.log(m).mean(), np.log(par[okp]))
-            out["beta_p"] = _quantiles(b_p, level)
+            out["beta_p"] = quantile_interval(b_p, level)
     return out
 
 
@@ -235,6 +227,10 @@ def _row(res: dict[str, float | str], band: tuple[float, float]) -> str:
     return f"{res['regime']:<50} {res['form']:<6} " + " ".join(cell(k) for k in ("g_new", "g_old", "p_new", "p_old"))
 
 
+def _run_job(job: tuple) -> dict[str, float | str]:
+    return run_regime(*job)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=400, help="synthetic sweeps per regime (default 400)")
@@ -247,14 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     regimes = REGIMES[:4] if args.quick else REGIMES
     t0 = time.perf_counter()
     jobs = [(r, args.replicates, args.seed + 1000 * i, not args.no_old, args.form) for i, r in enumerate(regimes)]
-    with Pool(args.jobs) as pool:
-        results = pool.starmap(run_regime, jobs)
     band = (0.93, 0.97)
     print(f"coverage of {LEVEL:.0%} intervals (cover, median width); {args.replicates} replicates per regime; "
           f"'!' outside {band[0]:.0%}–{band[1]:.0%}")
-    print(f"{'regime':<50} {'form':<6} {'β_g new':>14} {'β_g old':>14} {'β_p new':>14} {'β_p old':>14}")
-    for res in results:
-        print(_row(res, band))
+    print(f"{'regime':<50} {'form':<6} {'β_g new':>14} {'β_g old':>14} {'β_p new':>14} {'β_p old':>14}", flush=True)
+    results = []
+    with Pool(args.jobs) as pool:
+        for res in pool.imap(_run_job, jobs):
+            results.append(res)
+            print(_row(res, band), flush=True)
     misses = sum(not band[0] <= float(res[f"cov_{k}"]) <= band[1] for res in results for k in ("g_new", "p_new"))
     print(f"{misses} of {2 * len(results)} new-method coverages outside the band; "
           f"Monte Carlo s.d. of a 95 % coverage: {math.sqrt(0.95 * 0.05 / args.replicates):.1%}; "

@@ -121,7 +121,8 @@ def _optima_covariance(grids: np.ndarray, log_scores: np.ndarray, ell: np.ndarra
 
 def fit_best_size(trials: pd.DataFrame, sizes: list[float]) -> BestSizeLaw | None:
     """The best-size law through interpolated best sizes, or None when the sweep cannot support it (fewer than
-    3 shards with ≥ 2 widths, no curvature in the scores, too few scores for the noise)."""
+    3 shards with ≥ 2 widths, no curvature in the scores, too few scores for the noise, best size beyond the
+    searched widths at most shards)."""
     grids, scores = width_scores(trials, sizes)
     keep = (np.isfinite(grids) & np.isfinite(scores)).sum(axis=1) >= 2
     if keep.sum() < MIN_SHARDS:
@@ -143,5 +144,7 @@ def fit_best_size(trials: pd.DataFrame, sizes: list[float]) -> BestSizeLaw | Non
     ss_tot = float(np.sum((ell - ell.mean()) ** 2))
     outside = [float(s) for s, e, g in zip(m, ell, grids, strict=True)
                if e < np.nanmin(g) - 1e-9 or e > np.nanmax(g) + 1e-9]
+    if 2 * len(outside) > m.size:
+        return None  # mostly extrapolated beyond the widths: the sweep does not locate the best size
     return BestSizeLaw(float(coef[0]), float(coef[1]), hat @ cov_ell @ hat.T, dof, c, m, ell, outside,
                        1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else math.nan)

@@ -159,6 +159,9 @@ def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, 
             size_law, n_draws, level, rng)
         method += (f"; β_p: best size interpolated between widths (score ∝ 1 + c·d², c = {size_law.curvature:.3g}"
                    f" shared), weighted line, delta-method covariance, Student-t ({size_law.dof} dof)")
+    elif params is not None and np.ptp(np.log(np.asarray(params, float))) == 0:
+        notes.append("β_p interval unbounded: the best configuration's size is the same at every shard")
+        method += "; β_p: no interval (one best size)"
     elif params is not None:
         iv, a, b = t_line(x, np.log(np.asarray(params, float)), n_draws, level, rng)
         reps["beta_p"], reps["sigma"] = b, np.exp(a)
