@@ -2,7 +2,8 @@
 
 Never imports torch or ray: it reads the results store only, so the HTTP service stays light.
 Modules: ``store`` (Parquet results), ``aggregate`` (best configuration per shard), ``laws`` (the fits),
-``curves`` (per-family fits with bootstrap intervals), ``report`` (table and JSON), ``reference`` (paper).
+``curves`` (per-family fits), ``intervals`` (their calibrated intervals), ``best_size`` (the best model size
+between widths), ``report`` (table and JSON), ``reference`` (paper).
 The function ``aggregate.aggregate`` is not re-exported: the name would shadow the submodule.
 """
 
