@@ -249,8 +249,9 @@ def predict(fit: CurveFit, *, size: float | None = None, target_error: float | N
 class ParamsPrediction:
     """Best model size s(m) = σ·m^β_p read off the fit at a training size (given, or needed for a target error).
 
-    ``interval`` pairs each bootstrap replicate's (α, β_g, γ) with its (σ, β_p), so for a target error it
-    carries the uncertainty of the size needed as well as that of the model-size law (inf: never reached).
+    ``interval``: for a given size, the model-size law's own interval at that size; for a target error, the
+    union of that interval at both ends of :func:`predict`'s interval for the size needed, so it carries both
+    uncertainties (inf: never reached).
     """
 
     train_size: float
@@ -264,7 +265,7 @@ class ParamsPrediction:
 
 def predict_params(fit: CurveFit, *, size: float | None = None,
                    target_error: float | None = None) -> ParamsPrediction:
-    """Best model size at ``size``, or at the training size needed to reach ``target_error``.
+    """Best model size at ``size``, or at the training size :func:`predict` says reaches ``target_error``.
 
     Raises ValueError when the fit has no learning curve or no model-size law (num_params missing).
     """
@@ -272,27 +273,26 @@ def predict_params(fit: CurveFit, *, size: float | None = None,
         raise ValueError(f"{fit.domain}/{fit.family} has no model-size fit: {fit.reason or fit.notes}")
     if (size is None) == (target_error is None):
         raise ValueError("give exactly one of size= or target_error=")
-    law = fit.fit.law
-    m = float(size) if size is not None else law.size_for(float(target_error))  # type: ignore[arg-type]
+    if size is not None:
+        m = float(size)
+        ends = (m, m)
+    else:
+        need = predict(fit, target_error=float(target_error))  # type: ignore[arg-type]
+        m = need.size
+        ends = need.interval or (m, m)
     params = float(fit.size_fit.predict(m)) if math.isfinite(m) else math.inf
-    reps = fit.replicates
-    sigma, beta_p = reps.get("sigma"), reps.get("beta_p")
+    sigma, beta_p = fit.replicates.get("sigma"), fit.replicates.get("beta_p")
     interval = None
     if sigma is not None and beta_p is not None:
-        if size is not None:
-            m_b = np.full(sigma.shape, float(size))
-        else:
-            a, b, g = reps["alpha"], reps["beta_g"], reps["gamma"]
-            target = float(target_error)  # type: ignore[arg-type]
-            with np.errstate(all="ignore"):
-                m_b = np.where((b < 0) & (target > g), ((target - g) / a) ** (1.0 / np.where(b < 0, b, -1.0)),
-                               np.inf)
-            m_b[~(np.isfinite(a) & np.isfinite(b))] = np.nan
-        ok = np.isfinite(sigma) & np.isfinite(beta_p) & ~np.isnan(m_b)
-        with np.errstate(all="ignore"):
-            vals = np.where(np.isinf(m_b[ok]), np.inf, sigma[ok] * m_b[ok] ** beta_p[ok])
-        if vals.size >= 2:
+        ok = np.isfinite(sigma) & np.isfinite(beta_p)
+        if ok.sum() >= 2:
             q = (1 - fit.level) / 2
-            lo, hi = np.quantile(np.sort(vals), [q, 1 - q], method="nearest")
-            interval = (float(lo), float(hi))
+            lows, highs = [], []
+            for end in ends:
+                with np.errstate(all="ignore"):
+                    vals = np.sort(np.where(math.isinf(end), np.inf, sigma[ok] * float(end) ** beta_p[ok]))
+                lo, hi = np.quantile(vals, [q, 1 - q], method="nearest")
+                lows.append(float(lo))
+                highs.append(float(hi))
+            interval = (min(lows), max(highs))
     return ParamsPrediction(m, params, interval, fit.level)
