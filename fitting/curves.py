@@ -21,8 +21,10 @@ import pandas as pd
 import pyarrow as pa
 
 from fitting.aggregate import ShardPoint, TrialSet, best_per_shard, load_rows, usable_trials
+from fitting.backtest import Backtest, run_backtests
 from fitting.best_size import fit_best_size
-from fitting.intervals import parameter_intervals, quantile_interval
+from fitting.extrapolate import Extrapolation, PrefixFits
+from fitting.intervals import parameter_intervals
 from fitting.laws import (
     MIN_POINTS,
     LearningCurveFit,
@@ -72,6 +74,8 @@ class CurveFit:
     reference: Reference | None = None
     notes: list[str] = field(default_factory=list)
     replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    extrapolation: Extrapolation | None = None  # what predict() reads beyond the data (fitting.extrapolate)
+    backtest: list[Backtest] = field(default_factory=list)  # refits without the largest 1–3 shards
 
     @property
     def ok(self) -> bool:
@@ -91,10 +95,6 @@ class CurveFit:
 
 
 # --------------------------------------------------------------------------------------------- intervals
-def _interval(values: np.ndarray, level: float) -> Interval | None:
-    return quantile_interval(values, level)
-
-
 # ------------------------------------------------------------------------------------------------- fitting
 def _mode(df: pd.DataFrame, col: str) -> str | None:
     if col not in df.columns or df[col].dropna().empty:
@@ -174,6 +174,9 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
             out.notes.append("intervals assume the plateau cut is right (on synthetic sweeps a cut one shard off "
                              "left the β_g interval covering 52–86 %); check the excluded sizes")
         out.n_boot, out.level = n_boot, level
+    # every positive shard: the averaged families model a small-data bend themselves (measured on LCDB)
+    prefix = PrefixFits(m, eps)
+    out.extrapolation, out.backtest = prefix.extrapolation(), run_backtests(prefix)
     return out
 
 
@@ -203,46 +206,39 @@ class Prediction:
     size: float
     error: float
     quantity: str  # "error" (given size) or "size" (given target error)
-    interval: Interval | None  # bootstrap interval of the predicted quantity (inf: never reached)
+    interval: Interval | None  # prediction interval of the predicted quantity (inf: never reached)
     level: float
+    method: str = ""  # how the prediction and its interval were made
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
 
-def predict(fit: CurveFit, *, size: float | None = None, target_error: float | None = None) -> Prediction:
-    """Error at ``size``, or training size needed to reach ``target_error`` (inf when at or below γ).
+def predict(fit: CurveFit, *, size: float | None = None, target_error: float | None = None,
+            level: float | None = None) -> Prediction:
+    """Error at ``size``, or training size needed to reach ``target_error`` (inf when never reached).
 
-    Intervals come from the bootstrap replicates of (α, β_g, γ) when the fit has them.
+    Both come from the fit's averaged extrapolation (:mod:`fitting.extrapolate`), whose prediction interval
+    (at ``level``, default the fit's) was calibrated on held-out larger sizes of real learning curves; the
+    reported law ``fit.fit.law`` and its β_g are unchanged by this.
     """
     if fit.fit is None:
         raise ValueError(f"{fit.domain}/{fit.family} has no fit: {fit.reason}")
     if (size is None) == (target_error is None):
         raise ValueError("give exactly one of size= or target_error=")
-    law = fit.fit.law
-    reps = fit.replicates
-    have = bool(reps) and np.isfinite(reps.get("beta_g", np.array([np.nan]))).any()
+    level = fit.level if level is None else level
+    ext = fit.extrapolation
+    if ext is None:
+        raise ValueError(f"{fit.domain}/{fit.family} has no extrapolation (fitted before it existed?)")
     if size is not None:
-        error = float(law.predict(size))
-        interval = None
-        if have:
-            vals = reps["alpha"] * float(size) ** reps["beta_g"] + reps["gamma"]
-            interval = _interval(vals, fit.level)
-        return Prediction(float(size), error, "error", interval, fit.level)
+        if not (math.isfinite(size) and size > 0):
+            raise ValueError(f"size must be a positive number, got {size}")
+        lo, hi = ext.interval(float(size), level)
+        return Prediction(float(size), float(ext.predict(float(size))), "error", (lo, hi), level, ext.method)
     target = float(target_error)  # type: ignore[arg-type]
-    needed = law.size_for(target)
-    interval = None
-    if have:
-        a, b, g = reps["alpha"], reps["beta_g"], reps["gamma"]
-        ok = np.isfinite(a) & np.isfinite(b)
-        with np.errstate(all="ignore"):
-            vals = np.where((b[ok] < 0) & (target > g[ok]),
-                            ((target - g[ok]) / a[ok]) ** (1.0 / np.where(b[ok] < 0, b[ok], -1.0)), np.inf)
-        if vals.size >= 2:
-            q = (1 - fit.level) / 2
-            lo, hi = np.quantile(np.sort(vals), [q, 1 - q], method="nearest")
-            interval = (float(lo), float(hi))
-    return Prediction(needed, target, "size", interval, fit.level)
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target_error must be a positive number, got {target_error}")
+    return Prediction(ext.size_for(target), target, "size", ext.size_interval(target, level), level, ext.method)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Sources: Hestness et al. 2017, "Deep Learning Scaling is Predictable, Empirically" (arXiv:1712.00409), and the
 same authors' 2019 follow-up (arXiv:1909.01736) for ranges. β_g is the learning-curve exponent
-(ε ∝ m^β_g); β_p the best-model-size exponent (s ∝ m^β_p).
+(ε ∝ m^β_g); β_p the best-model-size exponent (s ∝ m^β_p). Every listed β_g is the slope of a pure power law
+(``form="power"``), so compare it with the power-law slope over the fitted shards, not with β of a fit with a
+floor γ (the NMT note gives the paper's floor-fit values).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Reference:
     beta_g: float
     beta_p: float | None
     source: str
+    form: str = "power"  # the law β_g belongs to: the paper fits a pure power law over the power-law region
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -38,6 +38,7 @@ class ReferenceExponents(BaseModel):
     beta_g: float
     beta_p: float | None
     source: str
+    form: str = Field("power", description="the law the paper's β_g belongs to (a pure power law)")
 
 
 class SizeRange(BaseModel):
@@ -54,6 +55,8 @@ class LearningCurve(BaseModel):
     alpha_ci: Interval | None
     beta_g: float = Field(description="learning-curve exponent (negative: error falls with data)")
     beta_g_ci: Interval | None
+    beta_g_power: float | None = Field(
+        description="slope of a pure power law over the fitted shards, whatever the form: the paper's β_g")
     gamma: float | None = Field(description="irreducible error floor; null for the pure power law")
     gamma_ci: Interval | None
     r2: float | None = Field(description="R² of log error")
@@ -110,6 +113,23 @@ class ExtrapolationCheck(BaseModel):
     form: str | None
 
 
+class Backtest(BaseModel):
+    """The extrapolation refitted without the largest ``held_out`` shards, read at the largest of them."""
+
+    held_out: int
+    n_fit: int = Field(description="shards the reduced fit used")
+    size_ratio: float = Field(description="largest held-out size / largest size fitted: how far it extrapolated")
+    size: float
+    measured: float
+    predicted: float
+    interval: Interval | None = Field(description="prediction interval at ``level``")
+    level: float
+    log_error: float | None = Field(description="ln(predicted / measured) at the largest held-out shard")
+    inside: bool = Field(description="the measurement fell inside the prediction interval")
+    rmse_log: float | None = Field(description="RMSE of log error over every held-out shard")
+    n_inside: int = Field(description="held-out shards inside their prediction intervals")
+
+
 class FamilyCurve(BaseModel):
     """Everything fitted for one model family of a domain."""
 
@@ -124,6 +144,9 @@ class FamilyCurve(BaseModel):
     reference: ReferenceExponents | None
     extrapolation_check: ExtrapolationCheck | None
     extrapolation_reason: str | None
+    backtest: list[Backtest] = Field(
+        description="the fit repeated without the largest 1, 2 and 3 shards (when ≥ 3 remain), judged on them")
+    prediction_method: str | None = Field(description="how predictions and their intervals are made")
     trials: TrialCounts
     n_usable: int = Field(description="trials with a finite value of the metric that entered the aggregation")
     n_ignored: int

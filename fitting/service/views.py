@@ -7,7 +7,9 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from fitting.aggregate import ShardPoint as LibPoint
+from fitting.backtest import Backtest as LibBacktest
 from fitting.curves import CurveFit, Interval, predict, predict_params
+from fitting.report import power_slope
 from fitting.service import models as m
 from fitting.service.fits import FamilyFit
 from fitting.service.units import metric_unit
@@ -63,7 +65,7 @@ def _learning_curve(cf: CurveFit) -> m.LearningCurve | None:
         form=law.form, form_reason=cf.form_reason, alpha=law.alpha, alpha_ci=interval(cf.intervals.get("alpha")),
         beta_g=law.beta, beta_g_ci=interval(cf.intervals.get("beta_g")),
         gamma=law.gamma if floor else None, gamma_ci=interval(cf.intervals.get("gamma")) if floor else None,
-        r2=finite(law.r2), rmse_log=finite(law.rmse), n_points=law.n,
+        beta_g_power=finite(power_slope(cf)), r2=finite(law.r2), rmse_log=finite(law.rmse), n_points=law.n,
         size_range=m.SizeRange(min=min(cf.fit.sizes), max=max(cf.fit.sizes)),
         excluded_sizes=cf.fit.excluded_sizes, level=cf.level, interval_method=cf.interval_method,
         n_boot=cf.n_boot)
@@ -77,6 +79,13 @@ def _model_size(cf: CurveFit) -> m.ModelSize | None:
                        sigma_ci=interval(cf.intervals.get("sigma")), r2=finite(sf.r2), n_points=sf.n)
 
 
+def _backtest(bt: LibBacktest) -> m.Backtest:
+    return m.Backtest(held_out=bt.held_out, n_fit=bt.n_fit, size_ratio=bt.size_ratio, size=bt.size,
+                      measured=bt.measured, predicted=bt.predicted, interval=interval(bt.interval), level=bt.level,
+                      log_error=finite(bt.log_error), inside=bt.inside, rmse_log=finite(bt.rmse_log),
+                      n_inside=bt.n_inside)
+
+
 def family_curve(ff: FamilyFit, statuses: Counter[str]) -> m.FamilyCurve:
     """The response for one family from its cached fit."""
     cf, check = ff.curve, ff.check
@@ -85,19 +94,23 @@ def family_curve(ff: FamilyFit, statuses: Counter[str]) -> m.FamilyCurve:
         family=cf.family, metric=cf.metric, metric_unit=metric_unit(cf.metric, cf.size_unit),
         size_unit=cf.size_unit, fit=_learning_curve(cf), reason=cf.reason or None, model_size=_model_size(cf),
         points=_points(cf, ff.trial_ids),
-        reference=m.ReferenceExponents(beta_g=ref.beta_g, beta_p=ref.beta_p, source=ref.source) if ref else None,
+        reference=m.ReferenceExponents(beta_g=ref.beta_g, beta_p=ref.beta_p, source=ref.source, form=ref.form)
+        if ref else None,
         extrapolation_check=None if check is None else m.ExtrapolationCheck(
             held_out_size=check.held_out_size, measured=check.measured, predicted=check.predicted,
             interval=interval(check.interval), log_error=finite(check.log_error),
             within_interval=check.within_interval, n_points=check.n_points, beta_g=finite(check.beta_g),
             form=check.form),
-        extrapolation_reason=ff.check_reason or None, trials=trial_counts(statuses), n_usable=cf.n_trials,
+        extrapolation_reason=ff.check_reason or None,
+        backtest=[_backtest(bt) for bt in cf.backtest],
+        prediction_method=cf.extrapolation.method if cf.extrapolation is not None else None,
+        trials=trial_counts(statuses), n_usable=cf.n_trials,
         n_ignored=cf.n_ignored, notes=cf.notes, fit_seconds=round(ff.seconds, 4))
 
 
 def family_prediction(ff: FamilyFit, *, target_error: float | None = None,
                       train_size: float | None = None) -> m.FamilyPrediction:
-    """Read one family's fit at a target error or a training size (intervals from its bootstrap replicates)."""
+    """Read one family's fit at a target error or a training size (prediction intervals of its extrapolation)."""
     cf = ff.curve
     given = "target_error" if target_error is not None else "train_size"
     base = {"family": cf.family, "metric": cf.metric, "metric_unit": metric_unit(cf.metric, cf.size_unit),
@@ -121,9 +134,8 @@ def family_prediction(ff: FamilyFit, *, target_error: float | None = None,
                                   reason="; ".join(notes) or None)
     reachable = math.isfinite(pred.size)
     if not reachable:
-        law = cf.fit.law
-        notes.insert(0, f"the fitted curve does not decrease (β_g={law.beta:.3g})" if law.beta >= 0
-                     else f"target {target_error:g} is at or below the fitted floor γ={law.gamma:.4g}")
+        notes.insert(0, f"the extrapolated curve does not reach {target_error:g} within a million times the "
+                        "largest shard (the curve flattens towards a floor above it)")
     return m.FamilyPrediction(**base, train_size=finite(pred.size), train_size_ci=interval(pred.interval),
                               error=target_error, error_ci=None, best_params=params, best_params_ci=params_ci,
                               reachable=reachable,

@@ -111,17 +111,21 @@ def test_other_metric_from_best_metrics() -> None:
 
 def test_predict_error_and_size_with_intervals() -> None:
     fit = fit_family(sweep(floor, 1000.0 * 2.0 ** np.arange(10), seed=1), n_boot=300)
-    at = predict(fit, size=1e7)
-    assert at.quantity == "error" and at.error == pytest.approx(fit.fit.law.predict(1e7))
-    assert at.interval[0] <= at.error <= at.interval[1]
+    at = predict(fit, size=1e7)  # 19.5× beyond the largest shard
+    assert at.quantity == "error" and at.error == pytest.approx(fit.extrapolation.predict(1e7))
+    assert at.interval[0] <= floor(1e7) <= at.interval[1] and at.error == pytest.approx(floor(1e7), rel=0.1)
+    assert at.level == fit.level and at.method.startswith("average of")
+    assert predict(fit, size=1e7, level=0.9).interval[1] < at.interval[1]
     need = predict(fit, target_error=0.08)
     assert need.quantity == "size"
-    assert float(fit.fit.law.predict(need.size)) == pytest.approx(0.08, rel=1e-9)
+    assert float(fit.extrapolation.predict(need.size)) == pytest.approx(0.08, rel=1e-6)
     assert need.interval[0] <= need.size <= need.interval[1]
-    assert predict(fit, target_error=fit.gamma / 2).size == math.inf
+    assert predict(fit, target_error=fit.gamma / 2).size == math.inf  # below the floor
     json.dumps(need.to_dict(), allow_nan=False)
     with pytest.raises(ValueError):
         predict(fit)
+    with pytest.raises(ValueError, match="size"):
+        predict(fit, size=-1.0)
 
 
 def test_fit_store_groups_domains_and_families() -> None:

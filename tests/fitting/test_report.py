@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,8 @@ def test_format_table_has_one_row_per_family_and_the_reason_for_unfitted(fits) -
     text = format_table(fits)
     lines = text.splitlines()
     header = lines[0]
-    for col in ("domain", "family", "metric", "points", "β_g [95% CI]", "paper β_g", "α", "γ",
-                "β_p [95% CI]", "paper β_p", "R²", "form"):
+    for col in ("domain", "family", "metric", "points", "β_g [95% CI]", "power β_g", "paper β_g", "α", "γ",
+                "β_p [95% CI]", "paper β_p", "R²", "form", "backtest"):
         assert col in header
     word = next(line for line in lines if line.startswith("lm ") and " word " in line)
     fit = fits["lm"]["word"]
@@ -54,11 +55,18 @@ def test_format_table_has_one_row_per_family_and_the_reason_for_unfitted(fits) -
     assert f"{fit.beta_g:.3f} [{lo:.3f}, {hi:.3f}]" in word
     assert "-0.066" in word and "0.700" in word  # paper β_g and β_p for word LMs
     resnet = next(line for line in lines if line.startswith("image"))
-    assert "-0.309" in resnet and "0.573" in resnet and resnet.rstrip().endswith("floor")
+    assert "-0.309" in resnet and "0.573" in resnet and " floor " in resnet
+    image = fits["image"]["resnet"]
+    power_beta = image.fit.candidates["power"].beta
+    assert power_beta > image.beta_g and f"{power_beta:.3f}" in resnet  # the paper's kind of slope, shallower
+    # 10 shards doubling: the longest backtest held out 3 shards, 8× beyond what it fitted
+    assert re.search(r"  8× \d+% (in|out)$", resnet), resnet
+    assert any(line.startswith("predictions and backtests: average of") for line in lines)
+    assert any(line.startswith("exponent intervals (") for line in lines)
     char = next(line for line in lines if "char_rhn" in line and line.startswith("lm"))
     assert "-0.094" in char  # reference shown even without a fit
     assert any(line.startswith("lm/char_rhn: only 2 usable shard") for line in lines)
-    assert len(format_table([fit]).splitlines()) == 3  # header, rule, one row
+    assert format_table([fit]).split("\n\n")[0].count("\n") == 2  # header, rule, one row; then the notes
 
 
 def test_power_form_shows_a_dash_for_gamma(fits) -> None:
@@ -83,6 +91,13 @@ def test_to_json_is_strict_json_with_the_documented_keys(fits) -> None:
     char = out["lm"]["char_rhn"]
     assert char["fitted"] is False and "need 3" in char["reason"] and char["beta_g"] is None
     assert out["image"]["resnet"]["form"] == "floor"
+    resnet = out["image"]["resnet"]
+    assert [bt["held_out"] for bt in resnet["backtest"]] == [1, 2, 3]
+    assert [bt["size_ratio"] for bt in resnet["backtest"]] == pytest.approx([2.0, 4.0, 8.0])
+    assert all(isinstance(bt["inside"], bool) and bt["level"] == 0.9 for bt in resnet["backtest"])
+    assert resnet["beta_g_power"] > resnet["beta_g"] and resnet["prediction_method"].startswith("average of")
+    assert word["beta_g_power"] == pytest.approx(word["beta_g"]) if word["form"] == "power" else True
+    assert word["reference"]["form"] == "power" and char["backtest"] == []
 
 
 def test_reference_lookup() -> None:

@@ -47,6 +47,13 @@ def test_curve_carries_fit_intervals_points_reference_and_held_out_check(live: C
     assert check["held_out_size"] == SIZES[-1] and check["n_points"] == 7
     assert abs(check["log_error"]) < 0.05 and check["within_interval"] is True
     assert check["interval"]["lo"] <= check["predicted"] <= check["interval"]["hi"]
+    assert [bt["held_out"] for bt in fam["backtest"]] == [1, 2, 3]
+    for bt in fam["backtest"]:  # 8 shards doubling: refits on 7, 6, 5 shards read 2×, 4×, 8× beyond
+        assert bt["size_ratio"] == pytest.approx(2.0 ** bt["held_out"]) and bt["size"] == SIZES[-1]
+        assert abs(bt["log_error"]) < 0.1 and bt["inside"] is True and bt["level"] == 0.9
+        assert bt["interval"]["lo"] <= bt["predicted"] <= bt["interval"]["hi"]
+    assert fam["prediction_method"].startswith("average of") and fam["reference"]["form"] == "power"
+    assert fit["beta_g_power"] == pytest.approx(fit["beta_g"])  # the power form: the same slope
 
 
 def test_forms_and_alternative_metric(live: Callable[..., Live]) -> None:

@@ -62,7 +62,7 @@ def test_family_filter_and_alternative_metric(live: Callable[..., Live]) -> None
     assert char["metric"] == "val_bpc" and char["metric_unit"] == "bits/char" and char["size_unit"] == "characters"
     (alt,) = srv.get("/curves/lm/predict", train_size=1e5, family="word", metric="val_err5").json()["predictions"]
     word = next(p for p in both if p["family"] == "word")
-    assert alt["metric"] == "val_err5" and alt["error"] == pytest.approx(word["error"] / 2, rel=1e-6)
+    assert alt["metric"] == "val_err5" and alt["error"] == pytest.approx(word["error"] / 2, rel=1e-4)
 
 
 def test_predict_params_pairs_replicates_and_agrees_with_predict() -> None:
@@ -75,6 +75,7 @@ def test_predict_params_pairs_replicates_and_agrees_with_predict() -> None:
     assert params.train_size == pytest.approx(need.size)
     assert params.interval[0] <= params.params <= params.interval[1]
     unreachable = predict_params(fit, target_error=1e-9)
-    assert math.isfinite(unreachable.train_size) and unreachable.params > at.params  # power law: reachable
+    # a power law reaches 1e-9 only ~10^32 words out: the extrapolation calls that unreachable (> 10^6× the data)
+    assert unreachable.train_size == math.inf and unreachable.params == math.inf
     with pytest.raises(ValueError, match="exactly one"):
         predict_params(fit)
