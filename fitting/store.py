@@ -3,7 +3,7 @@
 Files are named by the trial's deterministic key, so rewriting a trial replaces it (a resumed sweep never
 duplicates a row) and each write is a single atomic step (rename on a local disk, a single put on object
 storage). Per-iteration rows go to ``<storage>/history/``. Any pyarrow filesystem URI works (path, s3://,
-gs://). This module imports pyarrow only: the fitting service must stay light.
+gs://; see ``sweepstore``). This module imports pyarrow only: the fitting service must stay light.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from sweepstore import resolve, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +86,6 @@ HISTORY_SCHEMA = pa.schema(
 )
 
 
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it for a local path or a URI."""
-    if "://" not in uri:
-        from pathlib import Path
-
-        return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
-    return pafs.FileSystem.from_uri(uri)
-
-
-def _atomic_write(table: pa.Table, fs: pafs.FileSystem, path: str) -> None:
-    parent = path.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{parent}/.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, tmp, filesystem=fs)
-        fs.move(tmp, path)  # rename(2): readers see the old file or the new one, never half of one
-    else:
-        pq.write_table(table, path, filesystem=fs)  # object stores: a single PUT is atomic
-
-
 def _json(value: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(value or {}), sort_keys=True, default=float)
 
@@ -162,8 +144,8 @@ class ResultsStore:
         ]
         if hist_rows:
             hist = pa.Table.from_pylist(hist_rows, schema=HISTORY_SCHEMA)
-            _atomic_write(hist, self.fs, f"{self.history_dir}/{record['trial_key']}.parquet")
-        _atomic_write(table, self.fs, f"{self.results_dir}/{record['trial_key']}.parquet")
+            write_parquet(hist, self.fs, f"{self.history_dir}/{record['trial_key']}.parquet")
+        write_parquet(table, self.fs, f"{self.results_dir}/{record['trial_key']}.parquet")
 
     def list_files(self) -> list[pafs.FileInfo]:
         """Result files with their size and mtime (cheap: one directory listing)."""

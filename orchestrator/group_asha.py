@@ -25,8 +25,7 @@ import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from fitting.store import resolve
-from orchestrator.storage_io import redact, write_atomic
+from sweepstore import redact, resolve, write_atomic
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController

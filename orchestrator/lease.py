@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from fitting.store import resolve
 from orchestrator.errors import LeaseHeld
-from orchestrator.storage_io import redact, write_atomic
+from sweepstore import redact, resolve, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
 
 from fitting.store import ResultsStore
-from orchestrator.storage_io import redact
+from sweepstore import redact
 
 log = logging.getLogger(__name__)
 TRAIN_PREFIX = "train/"  # result keys of a task's own training counters (TrainStats.extra)

@@ -19,13 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 import ray
 from ray import tune
 
-from fitting.store import ResultsStore, resolve
+from fitting.store import ResultsStore
 from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
 from orchestrator.errors import SweepStopped
@@ -43,8 +42,8 @@ from orchestrator.recorder import (
 )
 from orchestrator.spec import SpecError, SweepSpec, parse_spec
 from orchestrator.spec_changes import incompatible_changes
-from orchestrator.storage_io import redact
 from orchestrator.trainable import run_trial
+from sweepstore import child_uri, local_dir, redact, resolve, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +90,9 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.config['trial']['trial_key']}_{trial.trial_id}"
 
 
-def local_dir_of(storage: str) -> Path | None:
-    """The local folder of the storage, or None for object storage."""
-    fs, path = resolve(storage)
-    return Path(path) if fs.type_name == "local" else None
-
-
 def prepare_domains(domains: dict[str, ResolvedDomain], storage: str) -> dict[str, Any]:
     """Each domain's data, read and preprocessed once per sweep (cached on disk for the next run)."""
-    local = local_dir_of(storage)
+    local = local_dir(storage)
     cache_root = (local / CACHE_DIR) if local else Path.home() / ".cache" / "scaling-sweep"
     return {name: rd.plugin.prepare(rd.source, cache_root / name) for name, rd in domains.items()}
 
@@ -142,8 +135,7 @@ def save_spec(spec: SweepSpec, storage: str) -> None:
     fs, root = resolve(storage)
     fs.create_dir(f"{root}/{SPECS_DIR}", recursive=True)
     body = spec.model_copy(update={"storage": storage}).model_dump_json(by_alias=True, indent=1)
-    with fs.open_output_stream(f"{root}/{SPECS_DIR}/{spec.name}.json") as out:
-        out.write(body.encode())
+    write_atomic(fs, f"{root}/{SPECS_DIR}/{spec.name}.json", body.encode())  # a torn spec would block resume
 
 
 def load_saved_spec(storage: str, name: str | None = None) -> SweepSpec:
@@ -164,11 +156,7 @@ def load_saved_spec(storage: str, name: str | None = None) -> SweepSpec:
 
 def asha_state_uri(storage: str, name: str) -> str:
     """Where experiment ``name`` keeps its per-group ASHA state: a path, or a URI with the storage's options."""
-    leaf = f"{TUNE_DIR}/{name}{ASHA_STATE_SUFFIX}"
-    if "://" not in storage:
-        return f"{resolve(storage)[1]}/{leaf}"
-    parts = urlsplit(storage)  # the query (endpoint, region, ...) must stay after the path
-    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{leaf}"))
+    return child_uri(storage, f"{TUNE_DIR}/{name}{ASHA_STATE_SUFFIX}")
 
 
 def intact(data: bytes) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyarrow.fs as pafs
 
-from fitting.store import ResultsStore, resolve
+from fitting.store import ResultsStore
+from sweepstore import resolve
 from tests.fitting.test_store import row
 from tests.s3_server import s3_bucket
 

@@ -9,9 +9,9 @@ import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from fitting.store import resolve
 from orchestrator.group_asha import GroupedASHAScheduler, load_state
 from orchestrator.runner import GroupKey, asha_state_uri
+from sweepstore import resolve
 
 ASHA = dict(time_attr="steps", metric="objective", mode="min", max_t=81, grace_period=1, reduction_factor=3)
 FIELDS = ("domain", "family", "fraction", "width")
