@@ -30,7 +30,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fitting.extrapolate import PI_LEVEL, extrapolate
+from fitting.backtest import run_backtests
+from fitting.extrapolate import PI_LEVEL, PrefixFits, extrapolate
 from fitting.laws import detect_plateau, fit_learning_curve, fit_power_floor, fit_power_law
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -204,9 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     nmt = args.data / "revisiting_nmt_curves.csv"
     if nmt.exists():
         print()
+        curves = nmt_curves(nmt)
         print(summarize("Revisiting NMT (fit Training=1 rows, predict the Training=0 rows)",
-                        evaluate(nmt_curves(nmt), labels)))
+                        evaluate(curves, labels)))
+        print(backtest_coverage(curves))
     return 0
+
+
+def backtest_coverage(curves: list[Curve]) -> str:
+    """More held-out points from the few NMT curves: the product's backtests on their Training=1 rows."""
+    inside = total = 0
+    errs = []
+    for _, _, mask, m, e in curves:
+        for bt in run_backtests(PrefixFits(m[mask], e[mask])):
+            inside, total = inside + bt.n_inside, total + bt.held_out
+            errs.append(bt.rmse_log)
+    return (f"NMT backtests (largest 1, 2, 3 Training=1 points held out, {total} points): "
+            f"{inside / total:.1%} inside the {PI_LEVEL:.0%} interval, mean RMSLE {np.mean(errs):.4f}")
 
 
 if __name__ == "__main__":
