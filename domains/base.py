@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import torch
@@ -29,8 +29,28 @@ T = TypeVar("T")
 Share = Callable[[Any], Any]  # Task.rank_share: a batch (array, tensor or list) -> this replica's part of it
 
 
+Paths = str | list[str]  # a data section's file, folder, glob or prefix, or a list of them
+
+
+class SourceModel(BaseModel):
+    """Base of a domain's ``data`` section (``Domain.source_model``): unknown keys are spec errors, and a parsed
+    section never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class DataSourceError(ValueError):
     """The data named by a spec is missing, empty or malformed. Raised before any trial is queued."""
+
+
+def check_split_sizes(what: str, n_train: int, minimum: int, n_valid: int, unit: str, detail: str = "") -> None:
+    """``DataSourceError`` for a training split under ``minimum`` examples or an empty validation split
+    (``detail``, e.g. what was skipped, goes at the end of the message)."""
+    note = f" ({detail})" if detail else ""
+    if n_train < minimum:
+        raise DataSourceError(f"{what} training split has {n_train} {unit}; at least {minimum} are needed{note}")
+    if not n_valid:
+        raise DataSourceError(f"{what} validation split is empty{note}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,14 @@ class Domain(abc.ABC):
 
     name: ClassVar[str]
     size_unit: ClassVar[str]  # natural unit of training-set size: "words", "images", "hours", ...
+
+    def __init_subclass__(cls, name: str | None = None, size_unit: str | None = None, **kwargs: Any) -> None:
+        """``class LMDomain(ModelDomain, name="lm", size_unit="words")`` declares both where the class is named."""
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
+        if size_unit is not None:
+            cls.size_unit = size_unit
     families: ClassVar[Mapping[str, FamilyInfo]]
     source_model: ClassVar[type[BaseModel]]  # pydantic model of the spec's ``data`` section
 

@@ -90,18 +90,28 @@ def load_or_build(folder: Path, load: Callable[[Path], T | None], build: Callabl
 
 
 ARRAYS_FILE = "arrays.npz"
+META_FILE = "meta.json"
 
 
-def save_arrays(arrays: Mapping[str, np.ndarray], folder: Path) -> None:
-    """A prepared data set of named arrays, written into ``folder`` in one atomic step (see ``load_arrays``)."""
-    with atomic_folder(folder, ARRAYS_FILE) as tmp:
+def save_arrays(arrays: Mapping[str, np.ndarray], folder: Path, meta: Mapping[str, Any] | None = None, *,
+                meta_file: str = META_FILE, files: Mapping[str, bytes] | None = None) -> None:
+    """A prepared data set written into ``folder`` in one atomic step: named arrays (``arrays.npz``), plain data
+    (``meta_file``, JSON, written last inside the temporary folder) and any other ``files`` (name -> bytes)."""
+    with atomic_folder(folder, meta_file) as tmp:
         np.savez(tmp / ARRAYS_FILE, **arrays)
+        for name, blob in (files or {}).items():
+            (tmp / name).write_bytes(blob)
+        (tmp / meta_file).write_text(json.dumps(dict(meta or {}), ensure_ascii=False), encoding="utf-8")
 
 
-def load_arrays(folder: Path) -> dict[str, np.ndarray] | None:
-    """What ``save_arrays`` wrote into ``folder``; None when it is not there (yet)."""
-    path = folder / ARRAYS_FILE
-    if not path.is_file():
+def load_arrays(folder: Path, build: Callable[[dict[str, np.ndarray], dict[str, Any]], T] | None = None, *,
+                meta_file: str = META_FILE) -> T | dict[str, np.ndarray] | None:
+    """What ``save_arrays`` wrote into ``folder``, as ``build(arrays, meta)`` (the arrays alone without
+    ``build``); None when it is absent, incomplete or of another layout (a cache to build again)."""
+    try:
+        meta = json.loads((folder / meta_file).read_text(encoding="utf-8"))
+        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        return arrays if build is None else build(arrays, meta)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    with np.load(path) as arrays:
-        return dict(arrays)

@@ -63,17 +63,25 @@ class HParams:
     when a family declares them: ``clip`` (gradient-norm clipping, <= 0: none) and ``warmup_steps`` (linear
     learning-rate warm-up)."""
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 16
+    optimizer: str = "adam"  # one of ``optimizers``
+    lr: float = 1e-3  # peak learning rate (after any warm-up)
+    momentum: float = 0.0  # SGD momentum (Adam ignores it)
+    weight_decay: float = 0.0  # L2 penalty as the optimizer applies it (decoupled for adamw)
+    batch_size: int = 16  # examples per optimizer step, over all data-parallel replicas
 
     family: ClassVar[str] = ""  # the model family these belong to ("word", "resnet", ...)
     what: ClassVar[str] = "model"  # "LM word", "image resnet": names the family in errors
     optimizers: ClassVar[tuple[str, ...]] = ("adam", "sgd")
     fused: ClassVar[bool] = False  # fused optimizer kernels (one kernel for all parameters)
     nesterov: ClassVar[bool] = False  # SGD with momentum uses Nesterov's update
+
+    def __init_subclass__(cls, family: str | None = None, what: str | None = None, **kwargs: Any) -> None:
+        """``class WordHParams(HParams, family="word", what="LM word")`` names the family where it is declared."""
+        super().__init_subclass__(**kwargs)
+        if family is not None:
+            cls.family = family
+        if what is not None:
+            cls.what = what
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

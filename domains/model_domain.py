@@ -25,6 +25,7 @@ class ModelDomain(Domain):
     """A domain whose families are models trained by ``TrainingTask``; subclasses add data and models."""
 
     hparams: ClassVar[Mapping[str, type[HParams]]]  # family -> its hyperparameters
+    task_class: ClassVar[type[TrainingTask]]  # built as task_class(model, prepared, setup, hp)
 
     def hparams_for(self, family: str) -> type[HParams]:
         self.family(family)
@@ -55,10 +56,10 @@ class ModelDomain(Domain):
     def build_model(self, prepared: Any, width: int, hp: Any) -> torch.nn.Module:
         """The model of ``hp``'s family at ``width`` (the sweep's model-size knob) for this data."""
 
-    @abc.abstractmethod
     def make_task(self, prepared: Any, setup: TrialSetup, hp: Any, model: torch.nn.Module,
                   **options: Any) -> TrainingTask:
-        """The task that trains ``model`` on the shard of ``setup.fraction``."""
+        """The task that trains ``model`` on the shard of ``setup.fraction``: ``task_class``'s, by default."""
+        return self.task_class(model, prepared, setup, hp, **options)
 
 
 @contextmanager

@@ -56,9 +56,8 @@ from ray.train.torch import TorchTrainer, get_device
 from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 from ray.util.queue import Empty, Queue
 
-from domains.base import Task, TrainStats, TrialSetup
-from domains.registry import get_domain
-from orchestrator.trainable import STATE_FILE, _prepared, quiet_ray_logs, train_loop
+from domains.base import Task, TrainStats
+from orchestrator.trainable import STATE_FILE, build_trial_task, quiet_ray_logs, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +242,7 @@ def run_replica(loop_config: dict[str, Any]) -> None:
     device = get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    torch.set_num_threads(plan["threads"])
-    setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
-                       hparams=plan["hparams"], seed=plan["seed"], threads=plan["threads"], device=str(device))
-    task = get_domain(plan["domain"]).build_task(_prepared(loop_config["prepared_refs"], plan["domain"]), setup)
+    task = build_trial_task(plan, loop_config["prepared_refs"], str(device))
     sync = GradientAverager(task.model, world_size)
     task.join_replicas(rank, world_size, sync)
     _broadcast_from_lead(task.model)

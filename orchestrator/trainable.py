@@ -35,7 +35,8 @@ _throughput: Gauge | None = None  # one per worker process, reused across trials
 _prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
 
 
-def _prepared(refs: Mapping[str, ray.ObjectRef], domain: str) -> Any:
+def prepared_data(refs: Mapping[str, ray.ObjectRef], domain: str) -> Any:
+    """The domain's prepared data from the object store, fetched once per worker process."""
     ref = refs[domain]
     key = ref.hex()
     if key not in _prepared_cache:
@@ -132,13 +133,16 @@ def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]
         run_data_parallel(config, prepared_refs)
         return
     quiet_ray_logs()
-    torch.set_num_threads(plan["threads"])
-    domain = get_domain(plan["domain"])
-    setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
-                       hparams=plan["hparams"], seed=plan["seed"], threads=plan["threads"],
-                       device="cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
-    task = domain.build_task(_prepared(prepared_refs, plan["domain"]), setup)
+    task = build_trial_task(plan, prepared_refs, "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
     train_loop(plan, task, TuneIO(), began=began)
+
+
+def build_trial_task(plan: Mapping[str, Any], prepared_refs: Mapping[str, ray.ObjectRef], device: str) -> Task:
+    """The domain's task of a planned trial on ``device`` (every replica of a data-parallel trial builds one)."""
+    torch.set_num_threads(plan["threads"])
+    setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
+                       hparams=plan["hparams"], seed=plan["seed"], threads=plan["threads"], device=device)
+    return get_domain(plan["domain"]).build_task(prepared_data(prepared_refs, plan["domain"]), setup)
 
 
 def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | None = None) -> None:

@@ -20,7 +20,6 @@ holds each class in proportion to its share of the whole set (within one image),
 from __future__ import annotations
 
 import io
-import json
 import logging
 import multiprocessing
 import os
@@ -35,7 +34,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from domains.base import DataSourceError
-from domains.cache import atomic_folder
+from domains.cache import load_arrays, save_arrays
 from domains.shards import class_balanced_permutation, shard_count
 
 log = logging.getLogger(__name__)
@@ -335,34 +334,28 @@ _SPLIT_FIELDS = ("labels", "images", "paths")
 
 
 def save_image_data(data: ImageData, folder: Path) -> None:
-    """Write ``data`` as ``arrays.npz`` + ``meta.json`` atomically (a temp folder renamed into place)."""
-    with atomic_folder(folder, "meta.json") as tmp:
-        arrays = {"permutation": data.permutation}
-        for split in ("train", "valid"):
-            s = getattr(data, split)
-            arrays.update({f"{split}_{f}": getattr(s, f) for f in _SPLIT_FIELDS if getattr(s, f) is not None})
-        np.savez(tmp / "arrays.npz", **arrays)
-        meta = {k: getattr(data, k) for k in ("classes", "image_size", "channels", "mean", "std", "resize",
-                                              "min_scale", "crop_padding", "hflip", "skipped", "key")}
-        meta["roots"] = {"train": data.train.root, "valid": data.valid.root}
-        (tmp / "meta.json").write_text(json.dumps(meta))
+    """Write ``data`` as ``arrays.npz`` + ``meta.json`` atomically (``domains.cache.save_arrays``)."""
+    arrays = {"permutation": data.permutation}
+    for split in ("train", "valid"):
+        s = getattr(data, split)
+        arrays.update({f"{split}_{f}": getattr(s, f) for f in _SPLIT_FIELDS if getattr(s, f) is not None})
+    meta = {k: getattr(data, k) for k in ("classes", "image_size", "channels", "mean", "std", "resize",
+                                          "min_scale", "crop_padding", "hflip", "skipped", "key")}
+    save_arrays(arrays, folder, {**meta, "roots": {"train": data.train.root, "valid": data.valid.root}})
+
+
+def _image_data(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> ImageData:
+    splits = {s: ImageSplit(root=meta["roots"][s], **{f: arrays.get(f"{s}_{f}") for f in _SPLIT_FIELDS})
+              for s in ("train", "valid")}
+    lists = {k: tuple(meta.pop(k)) for k in ("classes", "mean", "std", "skipped")}
+    meta.pop("roots")
+    return ImageData(train=splits["train"], valid=splits["valid"], permutation=arrays["permutation"], **lists,
+                     **meta)
 
 
 def load_image_data(folder: Path) -> ImageData | None:
     """The cached ``ImageData`` in ``folder``, or None when absent or incomplete."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        splits = {s: ImageSplit(root=meta["roots"][s],
-                                **{f: arrays.get(f"{s}_{f}") for f in _SPLIT_FIELDS})
-                  for s in ("train", "valid")}
-        lists = {k: tuple(meta.pop(k)) for k in ("classes", "mean", "std", "skipped")}
-        meta.pop("roots")
-        return ImageData(train=splits["train"], valid=splits["valid"], permutation=arrays["permutation"],
-                         **lists, **meta)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return load_arrays(folder, _image_data)
 
 
 def iter_stamps(files: Sequence[tuple[str, int, int, int]]) -> Iterator[str]:

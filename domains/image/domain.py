@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from domains.base import DataSourceError, FamilyInfo, TrialSetup
+from domains.base import DataSourceError, FamilyInfo, SourceModel, TrialSetup
 from domains.cache import cache_key, file_stamp, load_or_build
 from domains.image.data import (
     IMAGENET_MEAN,
@@ -50,13 +50,13 @@ CACHE_VERSION = 1  # bump when decoding, splitting or the cached layout changes
 BUILTIN_DIGITS = "builtin:digits"
 DIGITS_FILE = "digits.npz"
 ARRAY_SUFFIXES = (".npz", ".parquet")
+METRICS = {"val_top1_err": "top-1 error", "val_top5_err": "top-5 error (more than 5 classes only)",
+           "val_xent": "nats/image"}
 VALID_SEED_SALT = 0x5EED  # the held-out draw uses its own stream, independent of the shard order
 
 
-class ImageSource(BaseModel):
+class ImageSource(SourceModel):
     """The spec's ``data`` section for ``image``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     train: str  # ImageFolder root (<root>/<class>/<image>), a .npz or .parquet file, or "builtin:digits"
     valid: str | None = None  # same forms; None = a class-stratified ``valid_fraction`` of train held out
@@ -74,23 +74,15 @@ class ImageSource(BaseModel):
     workers: int | None = Field(None, ge=0)  # DataLoader workers per trial (folders); None: trial's CPUs
 
 
-class ImageDomain(ModelDomain):
+class ImageDomain(ModelDomain, name="image", size_unit="images"):
     """Top-1 / top-5 error learning curves of width- and depth-scaled ResNets on nested, class-balanced shards."""
 
-    name: ClassVar[str] = "image"
-    size_unit: ClassVar[str] = "images"
     families: ClassVar[Mapping[str, FamilyInfo]] = {
         "resnet": FamilyInfo(
-            metric="val_top1_err",
-            metrics={"val_top1_err": "top-1 error", "val_top5_err": "top-5 error (more than 5 classes only)",
-                     "val_xent": "nats/image"},
-            width_meaning="channels of the first stage (64 = standard ResNet; stages have 1, 2, 4, 8x)",
+            "val_top1_err", METRICS, "channels of the first stage (64 = standard ResNet; stages have 1, 2, 4, 8x)",
             description="ResNet (torchvision blocks) scaled by width; depth set by the 'depth' hyperparameter"),
         "resnet_depth": FamilyInfo(
-            metric="val_top1_err",
-            metrics={"val_top1_err": "top-1 error", "val_top5_err": "top-5 error (more than 5 classes only)",
-                     "val_xent": "nats/image"},
-            width_meaning="residual blocks per stage n (BasicBlock, depth 8n+2: 1 = ResNet-10, 2 = ResNet-18)",
+            "val_top1_err", METRICS, "BasicBlocks per stage n (depth 8n+2: 1 = ResNet-10, 2 = ResNet-18)",
             description="ResNet scaled by depth; first-stage channels set by the 'channels' hyperparameter"),
     }
     source_model: ClassVar[type[BaseModel]] = ImageSource

@@ -30,13 +30,13 @@ TOP5 = 5
 class ImageHParams(HParams):
     """What both ResNet families accept; each adds the size knob its width does not set."""
 
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # SGD with Nesterov momentum, as torchvision's ResNet recipes
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    batch_size: int = 128
-    label_smoothing: float = 0.0
-    augment: bool = True
+    batch_size: int = 128  # images per step, capped at the shard size
+    label_smoothing: float = 0.0  # of the training cross-entropy
+    augment: bool = True  # random crops (and flips where the data allows them)
 
     optimizers: ClassVar[tuple[str, ...]] = ("sgd", "adam", "adamw")
     nesterov: ClassVar[bool] = True
@@ -48,13 +48,10 @@ class ImageHParams(HParams):
 
 
 @dataclass(frozen=True)
-class ResNetHParams(ImageHParams):
+class ResNetHParams(ImageHParams, family="resnet", what="image resnet"):
     """``resnet``: width = first-stage channels, ``depth`` a standard ResNet depth."""
 
-    depth: int = 18
-
-    family: ClassVar[str] = "resnet"
-    what: ClassVar[str] = "image resnet"
+    depth: int = 18  # 10, 18, 26, 34, 50, 101 or 152
 
     def check(self) -> None:
         super().check()
@@ -62,13 +59,10 @@ class ResNetHParams(ImageHParams):
 
 
 @dataclass(frozen=True)
-class ResNetDepthHParams(ImageHParams):
+class ResNetDepthHParams(ImageHParams, family="resnet_depth", what="image resnet_depth"):
     """``resnet_depth``: width = residual blocks per stage, ``channels`` in the first stage."""
 
-    channels: int = 64
-
-    family: ClassVar[str] = "resnet_depth"
-    what: ClassVar[str] = "image resnet_depth"
+    channels: int = 64  # first-stage channels (stages have 1, 2, 4, 8x)
 
     def check(self) -> None:
         super().check()

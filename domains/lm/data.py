@@ -16,7 +16,6 @@ Conventions (chosen to match Hestness et al. 2017):
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from domains.base import DataSourceError
-from domains.cache import atomic_folder
+from domains.base import DataSourceError, check_split_sizes
+from domains.cache import load_arrays, save_arrays
 from domains.shards import shard_count, shard_permutation
 from domains.text_files import read_utf8
 
@@ -189,11 +188,7 @@ def build_lm_data(train: Sequence[str], valid: Sequence[str], *, vocab_size: int
         in_file_order = np.argsort(kept, kind="stable")
         train = [train[i] for i in kept[in_file_order]]
         permutation = np.argsort(in_file_order, kind="stable")  # r-th of the shuffle -> its new index
-    if len(train) < MIN_TRAIN_SENTENCES:
-        raise DataSourceError(f"LM training split has {len(train)} sentences; at least "
-                              f"{MIN_TRAIN_SENTENCES} are needed")
-    if not valid:
-        raise DataSourceError("LM validation split is empty")
+    check_split_sizes("LM", len(train), MIN_TRAIN_SENTENCES, len(valid), "sentences")
     words = build_word_vocab(train, vocab_size)
     chars = build_char_vocab(train, min_char_count)
     word_ids, word_offsets = encode_words(train, words)
@@ -219,22 +214,17 @@ def _capped(sentences: Sequence[str], cap: int | None, per_word: int) -> Sequenc
 
 _ARRAYS = ("word_ids", "word_offsets", "char_ids", "char_offsets", "valid_word_ids", "valid_char_ids",
            "permutation")
+VOCAB_FILE = "vocab.json"
 
 
 def save_lm_data(data: LMData, folder: Path) -> None:
-    """Write ``data`` as ``arrays.npz`` + ``vocab.json`` atomically (a temp folder renamed into place)."""
-    with atomic_folder(folder, "vocab.json") as tmp:
-        np.savez(tmp / "arrays.npz", **{name: getattr(data, name) for name in _ARRAYS})
-        vocab = {"key": data.key, "words": data.words, "chars": data.chars}
-        (tmp / "vocab.json").write_text(json.dumps(vocab))
+    """Write ``data`` as ``arrays.npz`` + ``vocab.json`` atomically (``domains.cache.save_arrays``)."""
+    save_arrays({name: getattr(data, name) for name in _ARRAYS}, folder,
+                {"key": data.key, "words": data.words, "chars": data.chars}, meta_file=VOCAB_FILE)
 
 
 def load_lm_data(folder: Path) -> LMData | None:
     """The cached ``LMData`` in ``folder``, or None when absent or incomplete."""
-    try:
-        vocab = json.loads((folder / "vocab.json").read_text())
-        with np.load(folder / "arrays.npz") as npz:
-            arrays = {name: npz[name] for name in _ARRAYS}
-    except (OSError, ValueError, KeyError):
-        return None
-    return LMData(**arrays, words=tuple(vocab["words"]), chars=tuple(vocab["chars"]), key=vocab["key"])
+    return load_arrays(folder, lambda arrays, vocab: LMData(
+        **{name: arrays[name] for name in _ARRAYS}, words=tuple(vocab["words"]), chars=tuple(vocab["chars"]),
+        key=vocab["key"]), meta_file=VOCAB_FILE)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from domains.base import FamilyInfo, TrialSetup
+from domains.base import FamilyInfo, SourceModel
 from domains.cache import cache_key, file_stamp, load_or_build
 from domains.lm.data import (
     LMData,
@@ -34,10 +34,8 @@ CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
 OFFLINE_ENGLISH = "builtin:offline-english"
 
 
-class LMSource(BaseModel):
+class LMSource(SourceModel):
     """The spec's ``data`` section for ``lm``: Billion-Word-layout text (one sentence per line)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     train: str  # a file, a directory or a glob ("**" allowed) of UTF-8 training text, or OFFLINE_ENGLISH
     valid: str | None = None  # same forms; None = hold out ``valid_fraction`` of the training sentences
@@ -51,11 +49,9 @@ class LMSource(BaseModel):
     max_valid_chars: int | None = Field(200000, ge=2)
 
 
-class LMDomain(ModelDomain):
+class LMDomain(ModelDomain, name="lm", size_unit="words"):
     """Word LM (nats/word) and char LM (bits/char) learning curves on nested shards of a text corpus."""
 
-    name: ClassVar[str] = "lm"
-    size_unit: ClassVar[str] = "words"
     families: ClassVar[Mapping[str, FamilyInfo]] = {
         "word": FamilyInfo(metric="val_xent",
                            metrics={"val_xent": "nats/word", "val_ppl": "perplexity per word"},
@@ -67,6 +63,7 @@ class LMDomain(ModelDomain):
     source_model: ClassVar[type[BaseModel]] = LMSource
 
     hparams: ClassVar[Mapping[str, type[LMHParams]]] = HPARAMS
+    task_class: ClassVar[type[LMTask]] = LMTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> LMData:
         """Read and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and the
@@ -103,8 +100,3 @@ class LMDomain(ModelDomain):
     def build_model(self, prepared: LMData, width: int, hp: LMHParams) -> RecurrentLM:
         return build_model(hp.family, prepared.vocab_size(hp.family), width, layers=hp.layers, dropout=hp.dropout,
                            tie_weights=hp.tie_weights)
-
-    def make_task(self, prepared: LMData, setup: TrialSetup, hp: LMHParams, model: RecurrentLM,
-                  **options: Any) -> LMTask:
-        return LMTask(model, prepared.shard_stream(setup.fraction, setup.family), prepared.valid_stream(setup.family),
-                      hp, family=setup.family, device=setup.device)

@@ -46,31 +46,12 @@ class RecurrentLM(nn.Module):
         return self.decoder(self.drop(out)), hidden
 
 
-class WordLSTM(RecurrentLM):
-    """Word-level LM; most parameters sit in the embedding and softmax at small widths (tying halves them)."""
-
-    def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.1,
-                 tie_weights: bool = False) -> None:
-        super().__init__(vocab, width, layers, dropout, tie_weights)
-
-
-class CharLSTM(RecurrentLM):
-    """Character-level LM; the vocabulary is tiny, so the LSTM holds almost all of the parameters."""
-
-    def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.0,
-                 tie_weights: bool = False) -> None:
-        super().__init__(vocab, width, layers, dropout, tie_weights)
-
-
-MODELS: dict[str, type[RecurrentLM]] = {"word": WordLSTM, "char": CharLSTM}
+FAMILIES = ("word", "char")  # one architecture; the families differ in vocabulary and hyperparameters
 
 
 def build_model(family: str, vocab: int, width: int, *, layers: int = 1, dropout: float = 0.0,
                 tie_weights: bool = False) -> RecurrentLM:
     """The model of ``family`` ("word" or "char") with ``width`` hidden units per layer."""
-    try:
-        cls = MODELS[family]
-    except KeyError:
-        raise KeyError(f"no LM model for family {family!r}; known: {', '.join(MODELS)}") from None
-    return cls(vocab, width, layers=layers, dropout=dropout, tie_weights=tie_weights)
-
+    if family not in FAMILIES:
+        raise KeyError(f"no LM model for family {family!r}; known: {', '.join(FAMILIES)}")
+    return RecurrentLM(vocab, width, layers=layers, dropout=dropout, tie_weights=tie_weights)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from domains.base import TrialSetup
 from domains.hparams import HParams
+from domains.lm.data import LMData
 from domains.lm.models import RecurrentLM
 from domains.training import TrainingTask
 
@@ -29,18 +31,15 @@ EVAL_CHUNK = 128  # time steps per forward pass in evaluation (bounds the logits
 
 
 @dataclass(frozen=True)
-class LMHParams(HParams):
-    """The word family's hyperparameters. ``clip`` <= 0 disables gradient-norm clipping."""
+class LMHParams(HParams, family="word", what="LM word"):
+    """The word family's hyperparameters."""
 
     lr: float = 0.02
-    bptt: int = 32
-    layers: int = 1
-    dropout: float = 0.1
-    clip: float = 1.0
-    tie_weights: bool = False
-
-    family: ClassVar[str] = "word"
-    what: ClassVar[str] = "LM word"
+    bptt: int = 32  # tokens each reader unrolls per step (truncated backpropagation through time)
+    layers: int = 1  # stacked LSTM layers
+    dropout: float = 0.1  # on embeddings and LSTM outputs (and between layers)
+    clip: float = 1.0  # gradient-norm clipping threshold; <= 0: none
+    tie_weights: bool = False  # input embedding and softmax share one matrix
 
     def check(self) -> None:
         super().check()
@@ -49,14 +48,11 @@ class LMHParams(HParams):
 
 
 @dataclass(frozen=True)
-class CharLMHParams(LMHParams):
+class CharLMHParams(LMHParams, family="char", what="LM char"):
     """The char family: longer unrolls, no dropout."""
 
     bptt: int = 64
     dropout: float = 0.0
-
-    family: ClassVar[str] = "char"
-    what: ClassVar[str] = "LM char"
 
 
 HPARAMS: dict[str, type[LMHParams]] = {"word": LMHParams, "char": CharLMHParams}
@@ -65,13 +61,13 @@ HPARAMS: dict[str, type[LMHParams]] = {"word": LMHParams, "char": CharLMHParams}
 class LMTask(TrainingTask):
     """One model on one shard stream; metrics on one fixed validation stream."""
 
-    def __init__(self, model: RecurrentLM, stream: np.ndarray, valid: np.ndarray, hp: LMHParams, *,
-                 family: str, device: str = "cpu") -> None:
+    def __init__(self, model: RecurrentLM, data: LMData, setup: TrialSetup, hp: LMHParams) -> None:
+        stream, valid = data.shard_stream(setup.fraction, hp.family), data.valid_stream(hp.family)
         if len(stream) < 1 or len(valid) < 2:
             raise ValueError(f"LM task needs a non-empty shard and >= 2 validation tokens "
                              f"(got {len(stream)} and {len(valid)})")
-        super().__init__(model, hp, device)
-        self.family = family
+        super().__init__(model, hp, setup.device)
+        self.family = hp.family
         self._stream = torch.from_numpy(stream.astype(np.int64)).to(self.device)
         self._valid = torch.from_numpy(valid.astype(np.int64)).to(self.device)
         n = len(stream)

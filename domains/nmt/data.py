@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import glob
 import io
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -29,8 +28,8 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from domains.base import DataSourceError
-from domains.cache import atomic_folder
+from domains.base import DataSourceError, check_split_sizes
+from domains.cache import load_arrays, save_arrays
 from domains.shards import heldout_split, shard_count, shard_permutation
 from domains.text_files import read_utf8
 
@@ -331,11 +330,8 @@ def build_nmt_data(train: Sequence[Pair], valid: Sequence[Pair] | None, *, vocab
         train = [train[i] for i in kept]
     if max_valid_pairs is not None:
         valid = valid[:max_valid_pairs]
-    if len(train) < MIN_TRAIN_PAIRS:
-        raise DataSourceError(f"NMT training split has {len(train)} usable pairs; at least {MIN_TRAIN_PAIRS} "
-                              f"are needed ({counts['train'].summary()})")
-    if not valid:
-        raise DataSourceError(f"NMT validation split is empty ({counts['valid'].summary()})")
+    check_split_sizes("NMT", len(train), MIN_TRAIN_PAIRS, len(valid), "usable pairs",
+                      f"train: {counts['train'].summary()}; valid: {counts['valid'].summary()}")
     model = train_bpe(train, vocab_size, max_sentences=bpe_sentences, seed=shuffle_seed, byte_fallback=byte_fallback)
     sp = processor(model)
     train_split, _ = encode_pairs(sp, train, max_tokens, counts["train"])
@@ -362,30 +358,21 @@ def _check(counts: dict[str, DropCounts], max_dropped_fraction: float) -> None:
 
 
 _ARRAYS = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")
+BPE_FILE = "bpe.model"
 
 
 def save_nmt_data(data: NMTData, folder: Path) -> None:
     """Write ``data`` as ``arrays.npz`` + ``bpe.model`` + ``meta.json``, atomically (``domains.cache``)."""
-    with atomic_folder(folder, marker="meta.json") as tmp:
-        arrays = {f"{split}_{name}": getattr(getattr(data, split), name) for split in ("train", "valid")
-                  for name in _ARRAYS}
-        np.savez(tmp / "arrays.npz", permutation=data.permutation, **arrays)
-        (tmp / "bpe.model").write_bytes(data.spm_model)
-        meta = {"key": data.key, "vocab_size": data.vocab_size, "valid_refs": data.valid_refs,
-                "report": data.report}
-        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False))
+    arrays = {f"{split}_{name}": getattr(getattr(data, split), name) for split in ("train", "valid")
+              for name in _ARRAYS}
+    meta = {"key": data.key, "vocab_size": data.vocab_size, "valid_refs": data.valid_refs, "report": data.report}
+    save_arrays({"permutation": data.permutation, **arrays}, folder, meta, files={BPE_FILE: data.spm_model})
 
 
 def load_nmt_data(folder: Path) -> NMTData | None:
     """The cached ``NMTData`` in ``folder``, or None when absent or incomplete."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        model = (folder / "bpe.model").read_bytes()
-        with np.load(folder / "arrays.npz") as npz:
-            splits = {s: Split(*(npz[f"{s}_{n}"] for n in _ARRAYS)) for s in ("train", "valid")}
-            permutation = npz["permutation"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return NMTData(train=splits["train"], valid=splits["valid"], permutation=permutation,
-                   valid_refs=tuple(meta["valid_refs"]), spm_model=model, vocab_size=meta["vocab_size"],
-                   report=meta["report"], key=meta["key"])
+    return load_arrays(folder, lambda arrays, meta: NMTData(
+        train=Split(*(arrays[f"train_{n}"] for n in _ARRAYS)), valid=Split(*(arrays[f"valid_{n}"] for n in _ARRAYS)),
+        permutation=arrays["permutation"], valid_refs=tuple(meta["valid_refs"]),
+        spm_model=(folder / BPE_FILE).read_bytes(), vocab_size=meta["vocab_size"], report=meta["report"],
+        key=meta["key"]))

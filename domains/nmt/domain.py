@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from domains.base import DataSourceError, FamilyInfo, TrialSetup
+from domains.base import DataSourceError, FamilyInfo, Paths, SourceModel
 from domains.cache import cache_key, file_stamp, load_or_build
 from domains.model_domain import ModelDomain, naming_source
 from domains.nmt.data import (
@@ -41,13 +41,9 @@ METRICS = {"val_xent": "nats per target token (teacher forced)",
            "val_token_error": "share of target tokens mispredicted (teacher forced)",
            "val_bleu_loss": "100 - BLEU (sacrebleu, greedy decodes of the first bleu_pairs validation pairs)"}
 
-Paths = str | list[str]
 
-
-class NMTSource(BaseModel):
+class NMTSource(SourceModel):
     """The spec's ``data`` section for ``nmt``: WMT-layout aligned files or TSV files of parallel text."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     train: Paths  # prefix P (P.<source_lang> + P.<target_lang>), a .tsv, a directory or glob, a list; or OFFLINE
     valid: Paths | None = None  # same forms; None = hold out ``valid_fraction`` of the training pairs
@@ -65,11 +61,9 @@ class NMTSource(BaseModel):
     bleu_pairs: int = Field(200, ge=1)  # validation pairs greedily decoded for BLEU at every evaluation
 
 
-class NMTDomain(ModelDomain):
+class NMTDomain(ModelDomain, name="nmt", size_unit="target tokens"):
     """Per-token cross-entropy learning curves of translation models on nested shards of parallel text."""
 
-    name: ClassVar[str] = "nmt"
-    size_unit: ClassVar[str] = "target tokens"
     families: ClassVar[Mapping[str, FamilyInfo]] = {
         "lstm": FamilyInfo(metric="val_xent", metrics=METRICS, width_meaning="LSTM hidden size",
                            description="bidirectional LSTM encoder, LSTM decoder, Luong global attention"),
@@ -80,6 +74,7 @@ class NMTDomain(ModelDomain):
     source_model: ClassVar[type[BaseModel]] = NMTSource
 
     hparams: ClassVar[Mapping[str, type[NMTHParams]]] = HPARAMS
+    task_class: ClassVar[type[NMTTask]] = NMTTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> NMTData:
         """Read, check and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and
@@ -124,7 +119,3 @@ class NMTDomain(ModelDomain):
         shape = {"head_dim": hp.head_dim, "ffn_ratio": hp.ffn_ratio} if hp.family == "transformer" else {}
         return build_model(hp.family, prepared.vocab_size, width, layers=hp.layers, dropout=hp.dropout,
                            tie_embeddings=hp.tie_embeddings, **shape)
-
-    def make_task(self, prepared: NMTData, setup: TrialSetup, hp: NMTHParams, model: Seq2Seq,
-                  **options: Any) -> NMTTask:
-        return NMTTask(model, prepared, setup.fraction, hp, seed=setup.seed, device=setup.device)

@@ -20,12 +20,15 @@ one joint BPE model, so sizes match).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.layers import BiRNN
 from domains.nmt.data import BOS_ID, EOS_ID, PAD_ID
+from domains.training import evaluation
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -36,10 +39,14 @@ def lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Seq2Seq(nn.Module):
-    """Interface of both families: ``forward`` (teacher forcing) and ``greedy`` decoding."""
+    """Interface of both families: ``forward`` (teacher forcing) and ``greedy`` decoding; source and target
+    embeddings of the joint vocabulary."""
 
-    vocab: int
-    width: int
+    def __init__(self, vocab: int, width: int) -> None:
+        super().__init__()
+        self.vocab, self.width = vocab, width
+        self.src_embed = nn.Embedding(vocab, width)
+        self.tgt_embed = nn.Embedding(vocab, width)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Logits (batch, target time, vocab) for each next target token given the previous ones."""
@@ -49,6 +56,21 @@ class Seq2Seq(nn.Module):
     def greedy(self, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int) -> list[list[int]]:
         """Greedy decodes (ids without ``<s>``/``</s>``), at most ``max_len`` tokens each, in eval mode."""
         raise NotImplementedError
+
+    def _greedy_steps(self, src: torch.Tensor, max_len: int,
+                      next_token: Callable[[int, torch.Tensor], torch.Tensor]) -> list[list[int]]:
+        """Each row's tokens from ``next_token(t, previous token)`` (``<s>`` first) until every row has produced
+        ``</s>`` or ``max_len`` tokens are out."""
+        token = torch.full((src.size(0),), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+        steps: list[torch.Tensor] = []
+        for t in range(max_len):
+            token = next_token(t, token)
+            steps.append(token)
+            done |= token == EOS_ID
+            if bool(done.all()):
+                break
+        return _finish(steps)
 
 
 def _pick(logits: torch.Tensor) -> torch.Tensor:
@@ -66,27 +88,17 @@ def _finish(steps: list[torch.Tensor]) -> list[list[int]]:
     return out
 
 
-def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each row's first ``length`` time steps in reverse order, padding left in place: (B, T, ...) → same."""
-    t = torch.arange(x.size(1), device=x.device)[None, :]
-    idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
-    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
-
-
 class LSTMAttention(Seq2Seq):
     """Bidirectional LSTM encoder, LSTM decoder with Luong global ("general") attention."""
 
     def __init__(self, vocab: int, width: int, layers: int = 2, dropout: float = 0.1,
                  tie_embeddings: bool = True) -> None:
-        super().__init__()
         if vocab < 4 or width < 2 or width % 2 or layers < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"bad LSTM seq2seq shape: vocab={vocab}, width={width} (must be even), "
                              f"layers={layers}, dropout={dropout}")
-        self.vocab, self.width, self.layers = vocab, width, layers
-        self.src_embed = nn.Embedding(vocab, width)
-        self.tgt_embed = nn.Embedding(vocab, width)
-        self.forward_rnns = nn.ModuleList(nn.LSTM(width, width // 2, batch_first=True) for _ in range(layers))
-        self.backward_rnns = nn.ModuleList(nn.LSTM(width, width // 2, batch_first=True) for _ in range(layers))
+        super().__init__(vocab, width)
+        self.layers = layers
+        self.encoder = BiRNN(width, width // 2, layers, "lstm", dropout)
         self.bridge = nn.Linear(width // 2, layers * width)  # decoder h0 = tanh(W [backward state at t=0])
         self.decoder = nn.LSTM(width, width, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.attn = nn.Linear(width, width, bias=False)  # score(h_t, h_s) = h_t · W_a h_s
@@ -107,14 +119,9 @@ class LSTMAttention(Seq2Seq):
         than packed sequences (measured). The decoder starts from the backward state at the first source
         token (Bahdanau et al. 2015), which has read the whole sentence.
         """
-        x = self.drop(self.src_embed(src))
-        for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns, strict=True)):
-            if i:
-                x = self.drop(x)
-            backward = reverse_within(bwd(reverse_within(x, src_lengths))[0], src_lengths)
-            x = torch.cat([fwd(x)[0], backward], dim=-1)
+        x = self.encoder(self.drop(self.src_embed(src)), src_lengths)
         batch = src.size(0)
-        h0 = torch.tanh(self.bridge(backward[:, 0])).view(batch, self.layers, self.width).transpose(0, 1)
+        h0 = torch.tanh(self.bridge(x[:, 0, self.width // 2:])).view(batch, self.layers, self.width).transpose(0, 1)
         return self.drop(x), lengths_mask(src_lengths, src.size(1)), (h0.contiguous(), torch.zeros_like(h0))
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
@@ -132,21 +139,15 @@ class LSTMAttention(Seq2Seq):
 
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int) -> list[list[int]]:
-        was_training = self.training
-        self.eval()
-        memory, mask, state = self.encode(src, src_lengths)
-        token = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-        steps: list[torch.Tensor] = []
-        for _ in range(max_len):
-            logits, state = self.decode(token, memory, mask, state)
-            token = _pick(logits[:, -1])[:, None]
-            steps.append(token[:, 0])
-            done |= token[:, 0] == EOS_ID
-            if bool(done.all()):
-                break
-        self.train(was_training)
-        return _finish(steps)
+        with evaluation(self):
+            memory, mask, state = self.encode(src, src_lengths)
+
+            def next_token(t: int, token: torch.Tensor) -> torch.Tensor:
+                nonlocal state
+                logits, state = self.decode(token[:, None], memory, mask, state)
+                return _pick(logits[:, -1])
+
+            return self._greedy_steps(src, max_len, next_token)
 
 
 def sinusoids(length: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -164,15 +165,13 @@ class TransformerSeq2Seq(Seq2Seq):
 
     def __init__(self, vocab: int, width: int, layers: int = 2, dropout: float = 0.1, tie_embeddings: bool = True,
                  head_dim: int = 64, ffn_ratio: int = 4) -> None:
-        super().__init__()
         heads = max(1, width // max(1, head_dim))
         if vocab < 4 or width < 2 or width % heads or layers < 1 or ffn_ratio < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"bad Transformer shape: vocab={vocab}, width={width}, heads={heads} (width must "
                              f"divide by width // head_dim), layers={layers}, ffn_ratio={ffn_ratio}, "
                              f"dropout={dropout}")
-        self.vocab, self.width, self.heads = vocab, width, heads
-        self.src_embed = nn.Embedding(vocab, width)
-        self.tgt_embed = nn.Embedding(vocab, width)
+        super().__init__(vocab, width)
+        self.heads = heads
         for emb in (self.src_embed, self.tgt_embed):
             nn.init.normal_(emb.weight, 0.0, width**-0.5)
         kw = {"d_model": width, "nhead": heads, "dim_feedforward": ffn_ratio * width, "dropout": dropout,
@@ -232,21 +231,11 @@ class TransformerSeq2Seq(Seq2Seq):
 
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int) -> list[list[int]]:
-        was_training = self.training
-        self.eval()  # the incremental step assumes no dropout
-        memory, pad = self.encode(src, src_lengths)
-        token = torch.full((src.size(0),), BOS_ID, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-        cache: list[torch.Tensor | None] = [None] * len(self.decoder.layers)
-        steps: list[torch.Tensor] = []
-        for t in range(max_len):
-            token = _pick(self.step(token, t, memory, pad, cache))
-            steps.append(token)
-            done |= token == EOS_ID
-            if bool(done.all()):
-                break
-        self.train(was_training)
-        return _finish(steps)
+        with evaluation(self):  # the incremental step assumes no dropout
+            memory, pad = self.encode(src, src_lengths)
+            cache: list[torch.Tensor | None] = [None] * len(self.decoder.layers)
+            return self._greedy_steps(src, max_len,
+                                      lambda t, token: _pick(self.step(token, t, memory, pad, cache)))
 
 
 def build_model(family: str, vocab: int, width: int, *, layers: int, dropout: float, tie_embeddings: bool,

@@ -28,6 +28,7 @@ import numpy as np
 import sacrebleu
 import torch
 
+from domains.base import TrialSetup
 from domains.hparams import HParams
 from domains.nmt.data import BOS_ID, EOS_ID, PAD_ID, NMTData, Split, gather_sentences
 from domains.nmt.models import Seq2Seq, token_loss
@@ -39,20 +40,18 @@ EVAL_BATCH = 64  # validation pairs per forward pass: fixed, so metrics never de
 IGNORE = -100  # target label of padded positions
 
 @dataclass(frozen=True)
-class NMTHParams(HParams):
-    """The ``lstm`` family's hyperparameters. ``clip`` <= 0 disables gradient-norm clipping."""
+class NMTHParams(HParams, family="lstm", what="NMT lstm"):
+    """The ``lstm`` family's hyperparameters."""
 
     lr: float = 3e-3
-    batch_size: int = 32
-    warmup_steps: int = 0
-    layers: int = 2
-    dropout: float = 0.1
-    clip: float = 1.0
-    label_smoothing: float = 0.0
-    tie_embeddings: bool = False
+    batch_size: int = 32  # sentence pairs per step
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 over this many steps
+    layers: int = 2  # encoder and decoder layers alike
+    dropout: float = 0.1  # on embeddings, between layers and before the softmax
+    clip: float = 1.0  # gradient-norm threshold (<= 0: no clipping)
+    label_smoothing: float = 0.0  # of the training cross-entropy (validation is never smoothed)
+    tie_embeddings: bool = False  # target embedding = output projection (one joint BPE vocabulary)
 
-    family: ClassVar[str] = "lstm"
-    what: ClassVar[str] = "NMT lstm"
     # fused kernels: one for all parameters, 2-3x faster steps than the default per-tensor loop on CPU
     # (measured: 0.87 vs 1.82 ms per Adam step for a width-64 Transformer)
     fused: ClassVar[bool] = True
@@ -64,17 +63,14 @@ class NMTHParams(HParams):
 
 
 @dataclass(frozen=True)
-class TransformerHParams(NMTHParams):
-    """The ``transformer`` family: heads = width // ``head_dim``, feed-forward = ``ffn_ratio`` · width."""
+class TransformerHParams(NMTHParams, family="transformer", what="NMT transformer"):
+    """The ``transformer`` family's hyperparameters."""
 
     lr: float = 1e-3
     warmup_steps: int = 50
     tie_embeddings: bool = True
-    head_dim: int = 64
-    ffn_ratio: int = 4
-
-    family: ClassVar[str] = "transformer"
-    what: ClassVar[str] = "NMT transformer"
+    head_dim: int = 64  # heads = width // head_dim
+    ffn_ratio: int = 4  # feed-forward width = ffn_ratio · width
 
     def check(self) -> None:
         super().check()
@@ -165,12 +161,11 @@ class ShardBatches:
 class NMTTask(TrainingTask):
     """One encoder–decoder on one shard; metrics on the fixed validation pairs."""
 
-    def __init__(self, model: Seq2Seq, data: NMTData, fraction: float, hp: NMTHParams, *, seed: int = 0,
-                 device: str = "cpu") -> None:
-        super().__init__(model, hp, device)
+    def __init__(self, model: Seq2Seq, data: NMTData, setup: TrialSetup, hp: NMTHParams) -> None:
+        super().__init__(model, hp, setup.device)
         self._sp = data.processor()
-        self._shard = data.shard_pairs(fraction)
-        self._batches = ShardBatches(data.train, self._shard, hp.batch_size, seed)
+        self._shard = data.shard_pairs(setup.fraction)
+        self._batches = ShardBatches(data.train, self._shard, hp.batch_size, setup.seed)
         self._shard_tokens = int(data.train.target_tokens(self._shard).sum())
         valid = data.valid
         order = np.argsort(valid.source_lengths(), kind="stable")

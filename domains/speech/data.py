@@ -41,7 +41,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from domains.base import DataSourceError
+from domains.base import DataSourceError, check_split_sizes
 from domains.shards import shard_count, shard_permutation
 from domains.speech.text import DEFAULT_ALPHABET, encode, normalize
 from domains.text_files import read_utf8
@@ -317,11 +317,8 @@ def build_speech_data(train: Sequence[Utterance], valid: Sequence[Utterance], fo
         if skipped:
             log.warning("speech data: skipped %d utterances (%s); kept %d train, %d valid", sum(skipped.values()),
                         ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())), len(t_frames), len(v_frames))
-        if len(t_frames) < MIN_TRAIN_UTTERANCES:
-            raise DataSourceError(f"speech training split has {len(t_frames)} usable utterances; at least "
-                                  f"{MIN_TRAIN_UTTERANCES} are needed (skipped: {dict(skipped)})")
-        if not v_frames:
-            raise DataSourceError(f"speech validation split has no usable utterance (skipped: {dict(skipped)})")
+        check_split_sizes("speech", len(t_frames), MIN_TRAIN_UTTERANCES, len(v_frames), "usable utterances",
+                          f"skipped: {dict(skipped)}")
         frames = np.asarray(t_frames + v_frames, dtype=np.int64)
         all_labels = t_labels + v_labels
         meta = {"key": key, "n_train": len(t_frames), "alphabet": alphabet, "n_mels": settings.n_mels,

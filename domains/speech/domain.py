@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from domains.base import DataSourceError, Domain, FamilyInfo, TrialSetup
+from domains.base import FamilyInfo, Paths, SourceModel
+from domains.cache import file_stamp
+from domains.model_domain import ModelDomain, naming_source
 from domains.speech.data import (
     FeatureSettings,
     SpeechData,
@@ -25,7 +27,7 @@ from domains.speech.data import (
     load_speech_data,
 )
 from domains.speech.espeak import TRAIN_SPLIT, VALID_SPLIT, write_espeak_corpus
-from domains.speech.task import HPARAMS, SpeechTask
+from domains.speech.task import HPARAMS, SpeechHParams, SpeechTask
 from domains.speech.text import DEFAULT_ALPHABET
 
 CACHE_VERSION = 2  # bump when features, labels or the cached layout change
@@ -35,13 +37,9 @@ ESPEAK = "builtin:espeak"
 METRICS = {"val_cer": "character error rate (greedy)", "val_wer": "word error rate (greedy)",
            "val_loss": "nats per target character"}
 
-Paths = str | list[str]
 
-
-class SpeechSource(BaseModel):
+class SpeechSource(SourceModel):
     """The spec's ``data`` section for ``speech``: LibriSpeech-layout folders or CSV/JSONL manifests."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     train: Paths  # folder(s) with *.trans.txt, manifest(s) (.csv/.tsv/.jsonl/.json), or ESPEAK
     valid: Paths | None = None  # same forms; None = hold out ``valid_fraction`` of the training utterances
@@ -81,11 +79,9 @@ class SpeechSource(BaseModel):
         return FeatureSettings(self.sample_rate, self.n_mels, self.win_ms, self.hop_ms)
 
 
-class SpeechDomain(Domain):
+class SpeechDomain(ModelDomain, name="speech", size_unit="hours"):
     """CER learning curves of Deep Speech 2 and an attention encoder–decoder on nested shards (hours)."""
 
-    name: ClassVar[str] = "speech"
-    size_unit: ClassVar[str] = "hours"
     families: ClassVar[Mapping[str, FamilyInfo]] = {
         "ds2": FamilyInfo(metric="val_cer", metrics=METRICS, width_meaning="RNN hidden size per direction",
                           description="Deep Speech 2: 2-D conv front end, bidirectional GRU stack, CTC"),
@@ -93,19 +89,13 @@ class SpeechDomain(Domain):
                                 description="Conformer encoder + Transformer decoder (+ auxiliary CTC)"),
     }
     source_model: ClassVar[type[BaseModel]] = SpeechSource
-
-    def hparam_defaults(self, family: str) -> dict[str, Any]:
-        self.family(family)
-        return HPARAMS[family].defaults()
-
-    def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:
-        HPARAMS[family].resolve(hparams)
+    hparams: ClassVar[Mapping[str, type[SpeechHParams]]] = HPARAMS
+    task_class: ClassVar[type[SpeechTask]] = SpeechTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> SpeechData:
         """List, read and featurize once; cached in ``cache_dir/<key>/`` where the key covers the feature
         settings and the path, size and mtime of every transcript, manifest and audio file."""
-        src = source if isinstance(source, SpeechSource) else SpeechSource.model_validate(
-            source.model_dump() if isinstance(source, BaseModel) else dict(source))
+        src: SpeechSource = self.parse_source(source)
         if src.train == ESPEAK:
             corpus = write_espeak_corpus(Path(cache_dir) / "espeak", src.espeak_utterances,
                                          src.espeak_valid_utterances, min_words=src.espeak_min_words,
@@ -125,26 +115,20 @@ class SpeechDomain(Domain):
         if cached is not None:
             return cached
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete or unreadable cache is rebuilt
-        try:
+        with naming_source(src.train):
             return build_speech_data(train, valid, folder, settings=src.features(), alphabet=src.alphabet,
                                      max_duration=src.max_duration, shuffle_seed=src.shuffle_seed,
                                      max_utterances=src.max_utterances,
                                      max_valid_utterances=src.max_valid_utterances,
                                      in_memory=src.features_in_memory, memory_limit_mb=src.memory_limit_mb,
                                      workers=src.workers or os.cpu_count() or 1, skipped=skipped, key=key)
-        except DataSourceError as exc:
-            raise DataSourceError(f"{exc} (train: {src.train!r})") from None
 
     def train_size(self, prepared: SpeechData, fraction: float, family: str) -> float:
         self.family(family)
         return prepared.shard_hours(fraction)
 
-    def build_task(self, prepared: SpeechData, setup: TrialSetup) -> SpeechTask:
-        self.family(setup.family)
-        hp = HPARAMS[setup.family].resolve(setup.hparams)
-        torch.manual_seed(setup.seed)
-        torch.set_num_threads(setup.threads)
-        return SpeechTask(prepared, setup.fraction, hp, setup.width, seed=setup.seed, device=setup.device)
+    def build_model(self, prepared: SpeechData, width: int, hp: SpeechHParams) -> torch.nn.Module:
+        return hp.build(prepared.n_mels, len(prepared.alphabet) + 1, width)
 
 
 def _hold_out(utterances: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance]]:
@@ -157,16 +141,12 @@ def _hold_out(utterances: list[Utterance], fraction: float, seed: int) -> tuple[
 
 def _cache_key(src: SpeechSource, listings: list[Path], train: list[Utterance], valid: list[Utterance]) -> str:
     """Hash of the settings that change features or labels plus (path, size, mtime) of every input file."""
-    def stamp(path: Path) -> list[Any]:
-        st = os.stat(path)
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
     settings = src.model_dump(mode="json", exclude={"features_in_memory", "memory_limit_mb", "workers"})
     digest = hashlib.sha256()
     digest.update(json.dumps({"version": CACHE_VERSION, "source": settings,
-                              "listings": [stamp(p) for p in listings]}, sort_keys=True).encode())
+                              "listings": [file_stamp(p) for p in listings]}, sort_keys=True).encode())
     for split in (train, valid):
         digest.update(b"|")
         for u in split:
-            digest.update(json.dumps([*stamp(u.path), u.text, u.claimed_duration]).encode())
+            digest.update(json.dumps([*file_stamp(u.path), u.text, u.claimed_duration]).encode())
     return digest.hexdigest()[:20]

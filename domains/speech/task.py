@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domains.base import Task, TrainStats
-from domains.hparams import resolve_hparams
+from domains.base import TrialSetup
+from domains.hparams import HParams
 from domains.speech.data import SpeechData
-from domains.speech.models import AttentionEncoderDecoder, DeepSpeech2, count_parameters, guided_attention_loss
+from domains.speech.models import AttentionEncoderDecoder, DeepSpeech2, guided_attention_loss
 from domains.speech.text import BLANK, ctc_greedy, decode, error_counts
-from domains.task_state import restore, snapshot
-from domains.train_loop import LossMeter, optimizer_step, warmup_lr
+from domains.training import TrainingTask, evaluation
 
 BUCKET_BATCHES = 16  # batches per length-sorted window of an epoch
 EVAL_BATCH = 128  # large: greedy attention decoding loops once per output character per batch
@@ -34,55 +33,30 @@ DIVERGENCE_LOSS = 1e4  # a mean training loss (nats/char) above this counts as d
 
 
 @dataclass(frozen=True)
-class SpeechHParams:
-    """Hyperparameters both families accept. ``clip`` <= 0 disables gradient-norm clipping; ``warmup_steps``
-    ramps the learning rate linearly from 0; ``specaugment`` masks 2 frequency bands (≤ n_mels/8 wide) and
+class SpeechHParams(HParams, what="speech model"):
+    """Hyperparameters both families accept. ``specaugment`` masks 2 frequency bands (≤ n_mels/8 wide) and
     2 time spans (≤ 5 % of the utterance each) of every training utterance (Park et al. 2019)."""
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 16
-    conv_channels: int = 32
-    dropout: float = 0.1
-    clip: float = 5.0
-    warmup_steps: int = 0
-    specaugment: bool = False
-
-    family: ClassVar[str] = ""
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return asdict(cls())
-
-    @classmethod
-    def resolve(cls, given: Mapping[str, Any]) -> SpeechHParams:
-        """Defaults overridden by ``given``; unknown names and bad values raise ValueError."""
-        hp = resolve_hparams(cls, f"speech {cls.family}", cls.defaults(), given)
-        hp.check()
-        return hp
+    conv_channels: int = 32  # channels of the convolutional front end
+    dropout: float = 0.1  # in the recurrent / attention layers
+    clip: float = 5.0  # gradient-norm clipping (0 or less: off)
+    warmup_steps: int = 0  # steps of linear learning-rate ramp from 0
+    specaugment: bool = False  # mask frequency bands and time spans while training
 
     def check(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"speech optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.batch_size < 1 or self.lr <= 0 or self.conv_channels < 1 or not 0 <= self.dropout < 1 \
-                or self.warmup_steps < 0:
+        super().check()
+        if self.conv_channels < 1 or not 0 <= self.dropout < 1:
             raise ValueError(f"speech hyperparameters out of range: {self}")
 
-    def optimizer_for(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
-                               weight_decay=self.weight_decay)
+    def build(self, n_mels: int, vocab: int, width: int) -> torch.nn.Module:
+        """The family's model at ``width`` for ``n_mels`` features and ``vocab`` output classes."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class DS2HParams(SpeechHParams):
-    rnn_layers: int = 3
+class DS2HParams(SpeechHParams, family="ds2", what="speech ds2"):
+    rnn_layers: int = 3  # bidirectional recurrent layers
     rnn_type: str = "gru"  # or "lstm"
-
-    family: ClassVar[str] = "ds2"
 
     def check(self) -> None:
         super().check()
@@ -95,17 +69,15 @@ class DS2HParams(SpeechHParams):
 
 
 @dataclass(frozen=True)
-class AttentionHParams(SpeechHParams):
-    enc_layers: int = 4
-    dec_layers: int = 2
-    heads: int = 4
+class AttentionHParams(SpeechHParams, family="attention", what="speech attention"):
+    enc_layers: int = 4  # Conformer blocks
+    dec_layers: int = 2  # Transformer decoder layers
+    heads: int = 4  # attention heads in encoder and decoder
     conv_kernel: int = 15  # Conformer depthwise convolution (odd)
     ctc_weight: float = 0.3  # weight of the encoder's CTC loss; 0 = pure attention
     guided_attention: float = 0.0  # weight of the diagonal-attention penalty (per target character)
     decode_ctc_weight: float = 0.3  # CTC prefix-score weight in greedy decoding; 0 = attention scores only
-    label_smoothing: float = 0.1
-
-    family: ClassVar[str] = "attention"
+    label_smoothing: float = 0.1  # of the decoder's training cross-entropy
 
     def check(self) -> None:
         super().check()
@@ -150,17 +122,14 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator) -
     return x
 
 
-class SpeechTask(Task):
+class SpeechTask(TrainingTask):
     """One model on one nested shard; metrics on the fixed validation set."""
 
-    def __init__(self, data: SpeechData, fraction: float, hp: SpeechHParams, width: int, *, seed: int = 0,
-                 device: str = "cpu") -> None:
-        self.data, self.hp, self.device = data, hp, torch.device(device)
-        self.family = hp.family
+    def __init__(self, model: torch.nn.Module, data: SpeechData, setup: TrialSetup, hp: SpeechHParams) -> None:
+        super().__init__(model, hp, setup.device)
+        fraction, seed = setup.fraction, setup.seed
+        self.data, self.family = data, hp.family
         self.vocab = len(data.alphabet) + 1
-        self.model = hp.build(data.n_mels, self.vocab, width).to(self.device)
-        self.optimizer = hp.optimizer_for(self.model)
-        self.num_params = count_parameters(self.model)
         self._features = data.open_features()
         self._n = data.shard_size(fraction)
         self._frames = np.diff(data.frame_offsets)
@@ -168,10 +137,9 @@ class SpeechTask(Task):
         self._gen = torch.Generator().manual_seed(seed)  # SpecAugment
         self._order: list[np.ndarray] = []
         self._cursor = 0
-        self._steps = 0
-        self._diverged = False
         self._valid: list[Batch] | None = None
         self._references: list[str] = data.valid_texts()
+        self.divergence_threshold = DIVERGENCE_LOSS
 
     # --- batches ---------------------------------------------------------------------------------------
     def _epoch(self) -> list[np.ndarray]:
@@ -231,37 +199,35 @@ class SpeechTask(Task):
             loss = loss + self.hp.guided_attention * guided_attention_loss(weights, b.y_lens + 1, lengths)
         return loss, xent, (memory, lengths)
 
-    # --- Task ------------------------------------------------------------------------------------------
-    def train(self, steps: int) -> TrainStats:
-        """``steps`` updates; a non-finite or exploding loss stops early with loss = NaN."""
-        if self._diverged:
-            return TrainStats(loss=math.nan, samples=0.0, steps=0, extra={"diverged": 1.0})
-        self.model.train()
-        meter, seconds = LossMeter(DIVERGENCE_LOSS), 0.0
-        for _ in range(steps):
-            if self._cursor >= len(self._order):
-                self._order, self._cursor = self._epoch(), 0
-            b = self._batch(self.rank_share(self._order[self._cursor]))
-            self._cursor += 1
-            if self.hp.specaugment:
-                b.x = spec_augment(b.x, b.x_lens, self._gen)
-            loss, _, _ = self._losses(b, getattr(self.hp, "label_smoothing", 0.0))
-            loss = loss / b.y_lens.sum().clamp(min=1)  # nats per target character
-            warmup_lr(self.optimizer, self.hp.lr, self.hp.warmup_steps, self._steps)
-            value = optimizer_step(loss, self.model, self.optimizer, self.hp.clip, self.synced)
-            self._steps += 1
-            seconds += b.seconds
-            if not meter.add(value):
-                break
-        self._diverged = meter.diverged
-        return TrainStats(loss=meter.mean, samples=seconds / 3600.0, steps=meter.steps,
-                          extra={"audio_seconds": seconds, "diverged": float(self._diverged)})
+    # --- TrainingTask ----------------------------------------------------------------------------------
+    def next_ids(self) -> np.ndarray:
+        if self._cursor >= len(self._order):
+            self._order, self._cursor = self._epoch(), 0
+        self._cursor += 1
+        return self._order[self._cursor - 1]
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def load_batch(self, ids: np.ndarray) -> Batch:
+        b = self._batch(ids)
+        if self.hp.specaugment:
+            b.x = spec_augment(b.x, b.x_lens, self._gen)
+        return b
+
+    def loss(self, b: Batch) -> torch.Tensor:
+        loss, _, _ = self._losses(b, getattr(self.hp, "label_smoothing", 0.0))
+        return loss / b.y_lens.sum().clamp(min=1)  # nats per target character
+
+    def counts(self, b: Batch) -> Mapping[str, float]:
+        return {"seconds": b.seconds}
+
+    def summary(self, totals: Mapping[str, float], steps: int) -> tuple[float, dict[str, float]]:
+        seconds = totals.get("seconds", 0.0)
+        return seconds / 3600.0, {"audio_seconds": seconds}
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("val_cer", "val_wer", "val_loss")
+
+    def validate(self) -> dict[str, float]:
         """CER and WER of greedy decodes and the loss per character on the validation set."""
-        if self._diverged:
-            return {"val_cer": math.nan, "val_wer": math.nan, "val_loss": math.nan}
         refs, hyps, nats = self._validate()
         char_edits, char_total, word_edits, word_total = error_counts(hyps, refs)
         return {"val_cer": char_edits / max(char_total, 1), "val_wer": word_edits / max(word_total, 1),
@@ -280,35 +246,30 @@ class SpeechTask(Task):
             self._valid = [self._batch(self.data.n_train + order[i:i + EVAL_BATCH])
                            for i in range(0, len(order), EVAL_BATCH)]
             self._valid_refs = [self._references[i] for i in order]
-        was_training = self.model.training
-        self.model.eval()
         ctc = isinstance(self.model, DeepSpeech2)
         hyps: list[str] = []
         loss, chars = 0.0, 0
-        for b in self._valid:
-            _, reported, (states, lengths) = self._losses(b, 0.0)
-            loss += reported.item()
-            chars += int(b.y_lens.sum()) + (0 if ctc else len(b.y_lens))  # the end token is predicted too
-            if ctc:
-                hyps.extend(ctc_greedy(states, lengths, self.data.alphabet))
-            else:
-                found = self.model.greedy(states, lengths, ctc_weight=self.hp.decode_ctc_weight)
-                hyps.extend(decode(h, self.data.alphabet) for h in found)
-        self.model.train(was_training)
+        with evaluation(self.model):
+            for b in self._valid:
+                _, reported, (states, lengths) = self._losses(b, 0.0)
+                loss += reported.item()
+                chars += int(b.y_lens.sum()) + (0 if ctc else len(b.y_lens))  # the end token is predicted too
+                if ctc:
+                    hyps.extend(ctc_greedy(states, lengths, self.data.alphabet))
+                else:
+                    found = self.model.greedy(states, lengths, ctc_weight=self.hp.decode_ctc_weight)
+                    hyps.extend(decode(h, self.data.alphabet) for h in found)
         return self._valid_refs, hyps, loss / max(chars, 1)
 
-    def state_dict(self) -> dict[str, Any]:
-        """A deep copy: training on afterwards does not change what was returned."""
-        return snapshot(self.model, self.optimizer, self.device, order=self._order, cursor=self._cursor,
-                        steps=self._steps, diverged=self._diverged, shard=self._n, batch_size=self.hp.batch_size,
-                        np_rng=self._rng.bit_generator.state, gen=self._gen.get_state())
+    def identity(self) -> dict[str, Any]:
+        return {"shard": self._n, "batch_size": self.hp.batch_size}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if (state["shard"], state["batch_size"]) != (self._n, self.hp.batch_size):
-            raise ValueError(f"speech task state is from another shard or batch size "
-                             f"(shard {state['shard']}, batch {state['batch_size']})")
-        restore(state, self.model, self.optimizer, self.device)
+    def reader_state(self) -> dict[str, Any]:
+        return {"order": self._order, "cursor": self._cursor, "np_rng": self._rng.bit_generator.state,
+                "gen": self._gen.get_state()}
+
+    def load_reader_state(self, state: Mapping[str, Any]) -> None:
         self._order = [np.asarray(b) for b in state["order"]]
-        self._cursor, self._steps, self._diverged = int(state["cursor"]), int(state["steps"]), bool(state["diverged"])
+        self._cursor = int(state["cursor"])
         self._rng.bit_generator.state = state["np_rng"]
         self._gen.set_state(state["gen"])

@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import nn
 
-from domains.base import FamilyInfo, TrialSetup
+from domains.base import FamilyInfo, SourceModel, TrialSetup
 from domains.cache import cache_key, load_arrays, load_or_build, save_arrays
 from domains.hparams import HParams
 from domains.model_domain import ModelDomain
@@ -26,32 +26,26 @@ from domains.shards import heldout_split, nested_shard, shard_count
 from domains.training import TrainingTask
 
 
-class DigitsSource(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DigitsSource(SourceModel):
     valid_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     shuffle_seed: int = 0
 
 
 @dataclass(frozen=True)
-class MLPHParams(HParams):
+class MLPHParams(HParams, family="mlp", what="digits mlp"):
     lr: float = 0.01
     batch_size: int = 32
     layers: int = 1  # hidden layers of ``width`` units
 
-    family: ClassVar[str] = "mlp"
-    what: ClassVar[str] = "digits mlp"
-
 
 class DigitsTask(TrainingTask):
-    def __init__(self, model: nn.Module, data: Mapping[str, np.ndarray], fraction: float, hp: MLPHParams,
-                 seed: int, device: str) -> None:
-        super().__init__(model, hp, device)
-        rows = nested_shard(len(data["y"]), fraction, seed=0)
+    def __init__(self, model: nn.Module, data: Mapping[str, np.ndarray], setup: TrialSetup, hp: MLPHParams) -> None:
+        super().__init__(model, hp, setup.device)
+        rows = nested_shard(len(data["y"]), setup.fraction, seed=0)
         self.x, self.y = (torch.from_numpy(data[k][rows]).to(self.device) for k in ("x", "y"))
         self.valid = (torch.from_numpy(data["valid_x"]).to(self.device),
                       torch.from_numpy(data["valid_y"]).to(self.device))
-        self.cursor, self.seed = 0, seed  # batches drawn so far
+        self.cursor, self.seed = 0, setup.seed  # batches drawn so far
 
     def next_ids(self) -> np.ndarray:  # examples drawn with replacement, seeded by the batch number
         self.cursor += 1
@@ -82,16 +76,15 @@ class DigitsTask(TrainingTask):
         self.cursor, self.seed = int(state["cursor"]), int(state["seed"])
 
 
-class DigitsMLPDomain(ModelDomain):
+class DigitsMLPDomain(ModelDomain, name="digits-mlp", size_unit="images"):
     """Classification error of MLPs against the number of training digits."""
 
-    name: ClassVar[str] = "digits-mlp"
-    size_unit: ClassVar[str] = "images"
     families: ClassVar[Mapping[str, FamilyInfo]] = {"mlp": FamilyInfo(
         metric="val_error", metrics={"val_error": "classification error", "val_xent": "nats/image"},
         width_meaning="hidden units per layer", description="ReLU MLP on flattened 8x8 digits")}
     source_model: ClassVar[type[BaseModel]] = DigitsSource
     hparams: ClassVar[Mapping[str, type[HParams]]] = {"mlp": MLPHParams}
+    task_class: ClassVar[type[TrainingTask]] = DigitsTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> dict[str, np.ndarray]:
         src: DigitsSource = self.parse_source(source)
@@ -114,7 +107,3 @@ class DigitsMLPDomain(ModelDomain):
         sizes = [prepared["x"].shape[1]] + [width] * hp.layers
         hidden = [m for a, b in itertools.pairwise(sizes) for m in (nn.Linear(a, b), nn.ReLU())]
         return nn.Sequential(*hidden, nn.Linear(width, 10))
-
-    def make_task(self, prepared: Mapping[str, np.ndarray], setup: TrialSetup, hp: MLPHParams,
-                  model: nn.Module, **options: Any) -> DigitsTask:
-        return DigitsTask(model, prepared, setup.fraction, hp, setup.seed, setup.device)

@@ -1,4 +1,4 @@
-"""The domain framework: a domain of data, a model, a loss and metrics (tests/domains/digits_mlp.py, 120 lines)
+"""The domain framework: a domain of data, a model, a loss and metrics (tests/domains/digits_mlp.py, 114 lines)
 trains through the shared loop, resumes exactly, is shared between data-parallel replicas by the framework, and
 runs a real sweep on Ray into the results store and the fit."""
 
@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import torch
@@ -81,9 +81,8 @@ def test_replicas_get_their_share_of_every_batch_and_sync_every_step(tmp_path: P
 
 def test_hyperparameters_are_declared_once_with_types_defaults_and_checks() -> None:
     @dataclass(frozen=True)
-    class Toy(HParams):
+    class Toy(HParams, family="toy", what="toy net"):
         layers: int = 2
-        what: ClassVar[str] = "toy net"
 
     assert Toy.defaults() == {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0,
                               "batch_size": 16, "layers": 2}
@@ -93,6 +92,7 @@ def test_hyperparameters_are_declared_once_with_types_defaults_and_checks() -> N
     with pytest.raises(ValueError, match="toy optimizer must be 'adam' or 'sgd', got 'lbfgs'"):
         Toy.resolve({"optimizer": "lbfgs"})
     assert Toy().lr_at(0) == Toy().lr  # no warm-up knob: a constant rate
+    assert (Toy.family, Toy.what, HParams.family) == ("toy", "toy net", "")
 
 
 def test_warmup_is_applied_by_the_loop(tmp_path: Path) -> None:

@@ -13,12 +13,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from domains.base import FamilyInfo, TrialSetup
+from domains.base import FamilyInfo
 from domains.lm import LMDomain
-from domains.lm.data import LMData
-from domains.lm.models import RecurrentLM
 from domains.lm.task import LMHParams, LMTask
 
 NAME = "lm-dies-once"
@@ -26,10 +24,8 @@ DIE_AT_ITERATION = 2
 
 
 @dataclass(frozen=True)
-class DiesOnceHParams(LMHParams):
+class DiesOnceHParams(LMHParams, what="LM word (dies once)"):
     fail_marker: str = ""  # a file whose presence arms the kill; "" never dies
-
-    what: ClassVar[str] = "LM word (dies once)"
 
 
 class DiesOnceTask(LMTask):
@@ -45,12 +41,7 @@ class DiesOnceTask(LMTask):
         os._exit(1)
 
 
-class DiesOnceLM(LMDomain):
-    name: ClassVar[str] = NAME
+class DiesOnceLM(LMDomain, name=NAME):
     families: ClassVar[Mapping[str, FamilyInfo]] = {"word": LMDomain.families["word"]}
     hparams: ClassVar[Mapping[str, type[LMHParams]]] = {"word": DiesOnceHParams}
-
-    def make_task(self, prepared: LMData, setup: TrialSetup, hp: LMHParams, model: RecurrentLM,
-                  **options: Any) -> LMTask:
-        return DiesOnceTask(model, prepared.shard_stream(setup.fraction, setup.family),
-                            prepared.valid_stream(setup.family), hp, family=setup.family, device=setup.device)
+    task_class: ClassVar[type[LMTask]] = DiesOnceTask

@@ -12,7 +12,7 @@ import torch
 from domains.base import TrialSetup
 from domains.lm import LMDomain
 from domains.lm.data import LMData
-from domains.lm.models import CharLSTM, WordLSTM, build_model
+from domains.lm.models import RecurrentLM, build_model
 from domains.lm.task import LMTask
 from domains.training import count_parameters
 
@@ -115,8 +115,8 @@ def test_hyperparameters_are_checked(data: LMData) -> None:
 def test_models_scale_with_width() -> None:
     counts = [count_parameters(build_model("word", 500, w)) for w in (16, 32, 64)]
     assert counts == sorted(counts)
-    untied, tied = WordLSTM(500, 32), WordLSTM(500, 32, tie_weights=True)
+    untied, tied = RecurrentLM(500, 32), RecurrentLM(500, 32, tie_weights=True)
     assert count_parameters(untied) - count_parameters(tied) == 500 * 32
-    model = CharLSTM(60, 16, layers=2)
+    model = RecurrentLM(60, 16, layers=2)
     logits, (h, c) = model(torch.zeros(3, 5, dtype=torch.long), model.init_hidden(3))
     assert logits.shape == (3, 5, 60) and h.shape == c.shape == (2, 3, 16)

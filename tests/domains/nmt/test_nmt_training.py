@@ -12,9 +12,10 @@ import sacrebleu
 import torch
 
 from domains.base import TrialSetup
+from domains.layers import reverse_within
 from domains.nmt import NMTDomain
 from domains.nmt.data import NMTData
-from domains.nmt.models import TransformerSeq2Seq, build_model, reverse_within, sinusoids, token_loss
+from domains.nmt.models import TransformerSeq2Seq, build_model, sinusoids, token_loss
 from domains.nmt.task import IGNORE, POOL, NMTTask, ShardBatches, make_batch
 
 FAMILIES = ("lstm", "transformer")

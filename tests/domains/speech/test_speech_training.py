@@ -13,8 +13,9 @@ from domains.base import TrialSetup
 from domains.speech import SpeechDomain
 from domains.speech.data import SpeechData
 from domains.speech.espeak import TRAIN_SPLIT, VALID_SPLIT
-from domains.speech.models import AttentionEncoderDecoder, CTCPrefixScorer, DeepSpeech2, count_parameters
+from domains.speech.models import AttentionEncoderDecoder, CTCPrefixScorer, DeepSpeech2
 from domains.speech.task import SpeechTask
+from domains.training import count_parameters
 from tests.domains.speech.conftest import make_corpus
 
 SMALL = {
