@@ -39,6 +39,13 @@ class SourceModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def declare(cls: type, **values: Any) -> None:
+    """Set the class attributes given as class keywords (``class X(Base, name=...)``); None leaves one as is."""
+    for attr, value in values.items():
+        if value is not None:
+            setattr(cls, attr, value)
+
+
 class DataSourceError(ValueError):
     """The data named by a spec is missing, empty or malformed. Raised before any trial is queued."""
 
@@ -92,8 +99,9 @@ class Task(abc.ABC):
 
     Data-parallel trials (``workers`` > 1) run one replica of the task per worker, all built from the same seed.
     A task takes part with two calls in ``train``: it trains on ``rank_share(batch)`` of every batch, and passes
-    each step's loss through ``synced`` right after ``backward()``, before clipping and the optimizer step. When
-    the task trains alone (the default) both return their argument unchanged.
+    each step's loss through ``synced`` right after ``backward()``, before clipping and the optimizer step
+    (``domains.training.TrainingTask`` makes both calls for every domain built on it). When the task trains alone
+    (the default) both return their argument unchanged.
     """
 
     num_params: int
@@ -153,10 +161,7 @@ class Domain(abc.ABC):
     def __init_subclass__(cls, name: str | None = None, size_unit: str | None = None, **kwargs: Any) -> None:
         """``class LMDomain(ModelDomain, name="lm", size_unit="words")`` declares both where the class is named."""
         super().__init_subclass__(**kwargs)
-        if name is not None:
-            cls.name = name
-        if size_unit is not None:
-            cls.size_unit = size_unit
+        declare(cls, name=name, size_unit=size_unit)
     families: ClassVar[Mapping[str, FamilyInfo]]
     source_model: ClassVar[type[BaseModel]]  # pydantic model of the spec's ``data`` section
 

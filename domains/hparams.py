@@ -14,6 +14,8 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from domains.base import declare
+
 T = TypeVar("T")
 H = TypeVar("H", bound="HParams")
 
@@ -78,10 +80,7 @@ class HParams:
     def __init_subclass__(cls, family: str | None = None, what: str | None = None, **kwargs: Any) -> None:
         """``class WordHParams(HParams, family="word", what="LM word")`` names the family where it is declared."""
         super().__init_subclass__(**kwargs)
-        if family is not None:
-            cls.family = family
-        if what is not None:
-            cls.what = what
+        declare(cls, family=family, what=what)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
