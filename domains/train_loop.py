@@ -1,4 +1,4 @@
-"""The pieces every task's ``train`` loop shares: one optimizer update, linear warm-up, divergence watch.
+"""The pieces of the shared ``train`` loop (``domains.training``): one optimizer update and the divergence watch.
 
 Divergence is part of the product's contract (a diverged trial is recorded as such, never crashed): a
 non-finite step loss stops the call at once, and a finite but exploding mean (above the task's threshold,
@@ -34,13 +34,6 @@ def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.
         scaler.step(optimizer)
         scaler.update()
     return loss.item()
-
-
-def warmup_lr(optimizer: torch.optim.Optimizer, lr: float, warmup_steps: int, step: int) -> None:
-    """Linear warm-up from 0 to ``lr`` over ``warmup_steps`` updates (``step`` counts from 0)."""
-    if warmup_steps:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
 
 
 class LossMeter:
