@@ -8,7 +8,9 @@ The function ``aggregate.aggregate`` is not re-exported: the name would shadow t
 """
 
 from fitting.aggregate import ShardPoint, load_rows
+from fitting.backtest import Backtest
 from fitting.curves import CurveFit, Prediction, fit_family, fit_store, predict
+from fitting.extrapolate import Extrapolation, extrapolate
 from fitting.laws import (
     LawFit,
     LearningCurveFit,
@@ -22,13 +24,16 @@ from fitting.reference import Reference, reference_for
 from fitting.report import format_table, to_json
 
 __all__ = [
+    "Backtest",
     "CurveFit",
+    "Extrapolation",
     "LawFit",
     "LearningCurveFit",
     "ModelSizeFit",
     "Prediction",
     "Reference",
     "ShardPoint",
+    "extrapolate",
     "fit_family",
     "fit_learning_curve",
     "fit_model_size",

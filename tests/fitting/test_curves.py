@@ -147,7 +147,9 @@ def test_to_dict_is_strict_json() -> None:
 
 
 def test_fit_family_speed_budget() -> None:
-    """8 shards × 30 trials with 500 bootstrap replicates: under 0.3 s on one core."""
+    """8 shards × 30 trials with 500 bootstrap replicates, the averaged extrapolation and its 3 backtests (about
+    20 family fits on shared prefixes, roughly as long as the rest together, measured side by side): under 0.6 s
+    on one core."""
     df = load_rows(sweep(floor))
     fit_family(df, n_boot=500)  # warm-up (imports, caches)
     best = math.inf
@@ -155,7 +157,7 @@ def test_fit_family_speed_budget() -> None:
         t0 = time.perf_counter()
         fit_family(df, n_boot=500)
         best = min(best, time.perf_counter() - t0)
-    assert best < 0.3, f"fit_family took {best:.3f} s"
+    assert best < 0.6, f"fit_family took {best:.3f} s"
 
 
 def test_one_width_per_shard_fits_no_model_size_law() -> None:
