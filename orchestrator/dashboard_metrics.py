@@ -13,7 +13,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.util.metrics import Gauge
 
-from orchestrator.recorder import trial_status
+from orchestrator.contract import TrialPlan, TrialReport, trial_status
 
 _TRIAL_STATES = ("running", "pending", "completed", "stopped", "diverged", "errored")
 
@@ -44,22 +44,22 @@ class DashboardMetrics(Callback):
         return {**self.__dict__, "_trials": None, "_best": None}
 
     def _outcome(self, trial: Trial, status: str) -> None:
-        domain = trial.config["trial"]["domain"]
+        domain = TrialPlan.of(trial.config).domain
         self._finished.setdefault(domain, dict.fromkeys(_TRIAL_STATES, 0))[status] += 1
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        plan = trial.config["trial"]
-        value = result.get(f"best/{plan['primary_metric']}")
+        plan, report = TrialPlan.of(trial.config), TrialReport.from_result(result)
+        value = report.best.get(plan.primary_metric) if report else None
         if value is None or not math.isfinite(value):
             return
-        key = (plan["domain"], plan["family"], f"{plan['fraction']:.6g}")
+        key = (plan.domain, plan.family, f"{plan.fraction:.6g}")
         if value < self._best_seen.get(key, math.inf):
             self._best_seen[key] = value
             self._gauges()[1].set(value, tags={"domain": key[0], "family": key[1], "fraction": key[2],
-                                               "metric": plan["primary_metric"]})
+                                               "metric": plan.primary_metric})
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._outcome(trial, trial_status(trial.last_result)[0])
+        self._outcome(trial, trial_status(TrialReport.from_result(trial.last_result))[0])
         self._publish(trials)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -79,7 +79,7 @@ class DashboardMetrics(Callback):
         for t in trials:
             state = {Trial.RUNNING: "running", Trial.PENDING: "pending", Trial.PAUSED: "pending"}.get(t.status)
             if state:
-                counts = live.setdefault(t.config["trial"]["domain"], {"running": 0, "pending": 0})
+                counts = live.setdefault(TrialPlan.of(t.config).domain, {"running": 0, "pending": 0})
                 counts[state] += 1
         for domain in set(live) | set(self._finished):
             counts = {**dict.fromkeys(_TRIAL_STATES, 0), **self._finished.get(domain, {}), **live.get(domain, {})}

@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from orchestrator.ray_internals import asha_restore, asha_rung_entries, asha_state, asha_trials
 from sweepstore import redact, resolve, write_atomic
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def load_state(uri: str) -> dict[str, Any] | None:
 
 def _signature(sched: AsyncHyperBandScheduler) -> tuple[int, int]:
     """Changes whenever the group's membership or rungs change: ASHA only ever adds rung entries, never edits."""
-    return len(sched._trial_info), sum(len(recorded) for b in sched._brackets for _, recorded in b._rungs)
+    return len(asha_trials(sched)), asha_rung_entries(sched)
 
 
 class GroupedASHAScheduler(FIFOScheduler):
@@ -111,14 +112,14 @@ class GroupedASHAScheduler(FIFOScheduler):
                 trial.set_status(Trial.TERMINATED)
             return
         sched = self._scheduler_for(trial)
-        if trial.trial_id not in sched._trial_info:  # a restored trial keeps its bracket and rungs
+        if trial.trial_id not in asha_trials(sched):  # a restored trial keeps its bracket and rungs
             sched.on_trial_add(tune_controller, trial)
         # not saved here: a trial without results needs no state, and a restore adds it again anyway
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         sched = self._scheduler_for(trial)
         before = _signature(sched)
-        if trial.trial_id not in sched._trial_info:
+        if trial.trial_id not in asha_trials(sched):
             sched.on_trial_add(tune_controller, trial)
         action = sched.on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP:
@@ -129,17 +130,17 @@ class GroupedASHAScheduler(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
         sched = self._scheduler_for(trial)
-        if trial.trial_id in sched._trial_info:
+        if trial.trial_id in asha_trials(sched):
             sched.on_trial_complete(tune_controller, trial, result)
-            sched._trial_info.pop(trial.trial_id, None)  # ASHA keeps it when the result lacks the metric
+            asha_trials(sched).pop(trial.trial_id, None)  # ASHA keeps it when the result lacks the metric
         self._completed.add(trial.trial_id)
         self._save()  # before the results callback writes the row: a stored row implies a saved completion
 
     def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._scheduler_for(trial)._trial_info.pop(trial.trial_id, None)
+        asha_trials(self._scheduler_for(trial)).pop(trial.trial_id, None)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._scheduler_for(trial)._trial_info.pop(trial.trial_id, None)
+        asha_trials(self._scheduler_for(trial)).pop(trial.trial_id, None)
 
     # --- introspection ---------------------------------------------------------------------------------
     def group_count(self) -> int:
@@ -150,7 +151,7 @@ class GroupedASHAScheduler(FIFOScheduler):
 
     # --- persistence (Tune does not restore scheduler state by itself) ---------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"groups": {k: s.__dict__ for k, s in self._groups.items()},
+        return {"groups": {k: asha_state(s) for k, s in self._groups.items()},
                 "group_of_trial": self._group_of_trial, "completed": self._completed,
                 "num_stopped": self._num_stopped}
 
@@ -180,7 +181,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         for key, attrs in state["groups"].items():
             sched = AsyncHyperBandScheduler(metric=self._metric or "_", mode=self._mode or "min",
                                             **self._asha_kwargs)
-            sched.__dict__.update(attrs)
+            asha_restore(sched, attrs)
             self._groups[key] = sched
         self._group_of_trial = state["group_of_trial"]
         self._completed = set(state.get("completed", ()))

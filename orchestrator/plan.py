@@ -16,13 +16,14 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from domains.base import Domain
 from domains.registry import UnknownDomainError, get_domain
+from orchestrator.contract import TrialPlan, TrialStopping
 from orchestrator.spec import (
     Choice,
     DomainSpec,
@@ -33,37 +34,6 @@ from orchestrator.spec import (
     Uniform,
     format_validation_error,
 )
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """One trial, as plain data: this dict is the Tune config of the trial."""
-
-    trial_key: str
-    config_key: str
-    sweep: str
-    domain: str
-    family: str
-    fraction: float
-    width: int
-    hparams: dict[str, Any]
-    seed: int
-    metric: str  # the metric ASHA and patience watch (lower is better)
-    primary_metric: str
-    size_unit: str
-    stopping: dict[str, Any]
-    threads: int
-    resources: dict[str, float]  # what the trial asks Ray for: {"cpu": ..., "gpu": ...}, per worker
-    workers: int = 1  # > 1: data-parallel on that many workers (orchestrator.data_parallel)
-    train_size: float | None = None  # filled in once the domain's data is prepared
-
-    def to_config(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def label(self) -> str:
-        """Readable name for the dashboard and logs: domain/family/shard/width."""
-        return f"{self.domain}/{self.family}/f={self.fraction:.4g}/w={self.width}/s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -182,17 +152,17 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                                 trial_key=key, config_key=config_key, sweep=spec.name, domain=name,
                                 family=family, fraction=float(fraction), width=width, hparams=hparams, seed=seed,
                                 metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
-                                stopping=dspec.stopping_for(family), threads=threads,
+                                stopping=TrialStopping(**dspec.stopping_for(family)), threads=threads,
                                 resources=resources, workers=workers))
     if problems:
         raise SpecError(f"invalid sweep spec {spec.name!r}:\n" + "\n".join(problems))
     return trials
 
 
-def group_key(config: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
-    """The ASHA group of a trial: trials compete only with trials sharing this key."""
-    values = {"domain": config["domain"], "family": config["family"], "fraction": config["fraction"],
-              "width": config["width"], "config": config["config_key"]}
+def group_key(plan: TrialPlan, fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The ASHA group of a trial: trials compete only with trials sharing this key (``early_stopping.group_by``)."""
+    values = {"domain": plan.domain, "family": plan.family, "fraction": plan.fraction, "width": plan.width,
+              "config": plan.config_key}
     return tuple(values[f] for f in fields)
 
 

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from orchestrator.recorder import trial_status
+from orchestrator.contract import TrialPlan, TrialReport, trial_status
 
 
 class ProgressDisplay(Callback):
@@ -26,10 +26,10 @@ class ProgressDisplay(Callback):
         self._outcomes: dict[str, Counter[str]] = {}
 
     def _domain(self, trial: Trial) -> str:
-        return trial.config["trial"]["domain"]
+        return TrialPlan.of(trial.config).domain
 
     def record_outcome(self, trial: Trial, result: dict[str, Any] | None, errored: bool = False) -> None:
-        outcome = "errored" if errored else trial_status(result)[0]
+        outcome = "errored" if errored else trial_status(TrialReport.from_result(result))[0]
         self._outcomes.setdefault(self._domain(trial), Counter())[outcome] += 1
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -17,11 +17,12 @@ from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
 
 from fitting.store import ResultsStore
+from orchestrator.contract import TrialPlan, TrialReport, trial_status
 from sweepstore import redact
 
 log = logging.getLogger(__name__)
-TRAIN_PREFIX = "train/"  # result keys of a task's own training counters (TrainStats.extra)
-RESTORED_HISTORY = "restored_history"  # result key: JSON list of a restored trial's history before its restore
+TRAIN_PREFIX = TrialReport.TRAIN_PREFIX  # still named here for orchestrator.trainable until it builds TrialReports
+RESTORED_HISTORY = "restored_history"
 WRITE_ATTEMPTS = 3  # a row write is tried this often (object stores fail transiently) before the sweep stops
 RETRY_SECONDS = 1.0  # first pause between attempts; doubled each time
 
@@ -82,17 +83,14 @@ def _finite_or_none(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
-def _prefixed(result: dict[str, Any], prefix: str) -> dict[str, float]:
-    return {k.removeprefix(prefix): float(v) for k, v in result.items() if k.startswith(prefix)}
-
-
-def _placement(last: dict[str, Any]) -> dict[str, Any]:
+def _placement(last: TrialReport | None) -> dict[str, Any]:
     """Node, GPU ids and wall-clock span of the attempt that sent the last result (None when it sent none)."""
-    began, ended = last.get("run_started_at"), last.get("reported_at")
-    ids = last.get("gpu_ids")
-    return {"node_id": last.get("node_id"), "gpu_ids": None if ids is None else [g for g in ids.split(",") if g],
-            "run_started_at": _utc(began) if began is not None else None,
-            "run_ended_at": _utc(ended) if ended is not None else None}
+    if last is None:
+        return {"node_id": None, "gpu_ids": None, "run_started_at": None, "run_ended_at": None}
+    ids = last.gpu_ids
+    return {"node_id": last.node_id, "gpu_ids": None if ids is None else [g for g in ids.split(",") if g],
+            "run_started_at": _utc(last.run_started_at) if last.run_started_at is not None else None,
+            "run_ended_at": _utc(last.reported_at) if last.reported_at is not None else None}
 
 
 def _error_text(trial: Trial) -> str:
@@ -105,19 +103,6 @@ def _error_text(trial: Trial) -> str:
     return lines[-1][:2000] if lines else "trial failed (no error file)"
 
 
-def trial_status(last_result: dict[str, Any] | None) -> tuple[str, str]:
-    """(status, stop reason) of a trial that ended normally, from its last reported result.
-
-    The trial marks its own last report ``final`` (patience, max_steps, diverged); a trial that ended
-    without one was stopped by the scheduler."""
-    if not last_result:
-        return "errored", "no result reported"
-    if last_result.get("final"):
-        reason = last_result["stop_reason"]
-        return ("diverged" if reason == "diverged" else "completed"), reason
-    return "stopped", "asha"
-
-
 class ResultsRecorder(Callback):
     """Buffers per-iteration results and writes the trial's row and history when it finishes."""
 
@@ -125,7 +110,7 @@ class ResultsRecorder(Callback):
         self.storage_uri = storage_uri
         self._store: ResultsStore | None = None
         self._history: dict[str, dict[int, dict[str, Any]]] = {}
-        self._last: dict[str, dict[str, Any]] = {}
+        self._last: dict[str, TrialReport] = {}
         self._first_seen: dict[str, float] = {}
         self.written = 0
 
@@ -139,17 +124,20 @@ class ResultsRecorder(Callback):
         self._first_seen.setdefault(trial.trial_id, time.time())
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        self._first_seen.setdefault(trial.trial_id, time.time() - float(result.get("elapsed", 0.0)))
-        self._last[trial.trial_id] = result
+        report = TrialReport.from_result(result)
+        if report is None:
+            return
+        self._first_seen.setdefault(trial.trial_id, time.time() - report.elapsed)
+        self._last[trial.trial_id] = report
         # keyed by our own iteration counter: a retried trial re-reports iterations after its checkpoint
         history = self._history.setdefault(trial.trial_id, {})
-        history[int(result["iter"])] = {
-            "iteration": int(result["iter"]), "steps": int(result["steps"]), "samples": float(result["samples"]),
-            "train_loss": float(result["train_loss"]), "metrics": _prefixed(result, "val/"),
-            "train_extra": _prefixed(result, TRAIN_PREFIX), "time": float(result.get("elapsed", 0.0)),
+        history[report.iteration] = {
+            "iteration": report.iteration, "steps": int(report.steps), "samples": float(report.samples),
+            "train_loss": float(report.train_loss), "metrics": report.metrics, "train_extra": report.train_extra,
+            "time": float(report.elapsed),
         }
         # a restored trial re-sends what it did before its checkpoint: a resumed driver never saw those results
-        for entry in json.loads(result.get(RESTORED_HISTORY) or "[]"):
+        for entry in json.loads(report.restored_history or "[]"):
             history.setdefault(int(entry["iteration"]), entry)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -159,31 +147,31 @@ class ResultsRecorder(Callback):
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._write(trial, "errored", "error", self._last.get(trial.trial_id), error=_error_text(trial))
 
-    def _write(self, trial: Trial, status: str, reason: str, last: dict[str, Any] | None,
+    def _write(self, trial: Trial, status: str, reason: str, last: TrialReport | None,
                error: str | None = None) -> None:
-        plan = trial.config["trial"]
-        last = last or {}
-        best, final = _prefixed(last, "best/"), _prefixed(last, "val/")
+        plan = TrialPlan.of(trial.config)
+        best, final = (last.best, last.metrics) if last else ({}, {})
+        elapsed = last.elapsed if last else 0.0
         now = time.time()
-        started = self._first_seen.get(trial.trial_id, now - float(last.get("elapsed", 0.0)))
-        row = {
-            "trial_key": plan["trial_key"], "config_key": plan["config_key"], "trial_id": trial.trial_id,
-            "sweep": plan["sweep"], "domain": plan["domain"], "family": plan["family"],
-            "fraction": plan["fraction"], "train_size": plan.get("train_size"), "size_unit": plan["size_unit"],
-            "width": plan["width"], "num_params": last.get("num_params"), "hparams": plan["hparams"],
-            "seed": plan["seed"], "status": status, "stop_reason": reason, "metric": plan["primary_metric"],
-            "best_value": _finite_or_none(best.get(plan["primary_metric"], math.nan)),
+        started = self._first_seen.get(trial.trial_id, now - elapsed)
+        row = {  # the store's columns (fitting.store.RESULT_SCHEMA): names kept, old stores stay readable
+            "trial_key": plan.trial_key, "config_key": plan.config_key, "trial_id": trial.trial_id,
+            "sweep": plan.sweep, "domain": plan.domain, "family": plan.family,
+            "fraction": plan.fraction, "train_size": plan.train_size, "size_unit": plan.size_unit,
+            "width": plan.width, "num_params": last.num_params if last else None, "hparams": plan.hparams,
+            "seed": plan.seed, "status": status, "stop_reason": reason, "metric": plan.primary_metric,
+            "best_value": _finite_or_none(best.get(plan.primary_metric, math.nan)),
             "best_metrics": best, "final_metrics": final,
-            "steps": last.get("steps", 0), "samples": last.get("samples", 0.0), "iterations": last.get("iter", 0),
-            "restores": last.get("restores", 0),
-            "wall_seconds": float(last.get("elapsed", 0.0)), "started_at": _utc(started), "finished_at": _utc(now),
+            "steps": last.steps if last else 0, "samples": last.samples if last else 0.0,
+            "iterations": last.iteration if last else 0, "restores": last.restores if last else 0,
+            "wall_seconds": float(elapsed), "started_at": _utc(started), "finished_at": _utc(now),
             "code_version": code_version(), "error": error, **_placement(last),
         }
         history = sorted(self._history.pop(trial.trial_id, {}).values(), key=lambda h: h["iteration"])
         if stop_reason(self.storage_uri):
             # the sweep is stopping (the store failed, or another driver took it over): Tune ends the remaining
             # trials as terminated, and a row would record them as finished. Without one, `resume` runs them again.
-            log.warning("trial %s not recorded: the sweep is stopping; resume runs it again", plan["trial_key"])
+            log.warning("trial %s not recorded: the sweep is stopping; resume runs it again", plan.trial_key)
             return
         pause = RETRY_SECONDS
         for attempt in range(1, WRITE_ATTEMPTS + 1):
@@ -197,13 +185,13 @@ class ResultsRecorder(Callback):
                                                    f"{redact(self.storage_uri)} ({type(exc).__name__}: {exc}); free "
                                                    f"space or fix access")
                     log.error("could not write the results of trial %s to %s after %d attempts (%s); stopping the "
-                              "sweep: free space or fix access, then resume", plan["trial_key"],
+                              "sweep: free space or fix access, then resume", plan.trial_key,
                               redact(self.storage_uri), attempt, exc)
                     return
-                log.warning("writing the results of trial %s failed (%s); retrying in %.0f s", plan["trial_key"],
+                log.warning("writing the results of trial %s failed (%s); retrying in %.0f s", plan.trial_key,
                             exc, pause)
                 time.sleep(pause)
                 pause *= 2
             except Exception:  # a bad row, not a bad store: never lose the sweep over it; logged for recovery
-                log.exception("could not write results for trial %s: %s", plan["trial_key"], row)
+                log.exception("could not write results for trial %s: %s", plan.trial_key, row)
                 return

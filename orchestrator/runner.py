@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import pickletools
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -25,14 +24,16 @@ import ray
 from ray import tune
 
 from fitting.store import ResultsStore
+from orchestrator.contract import PLAN_KEY, TrialPlan, TrialReport
 from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
 from orchestrator.errors import SweepStopped
 from orchestrator.group_asha import GroupedASHAScheduler
 from orchestrator.lease import StorageLease
-from orchestrator.plan import ResolvedDomain, TrialPlan, group_key, plan_trials, resolve_domains
+from orchestrator.plan import ResolvedDomain, group_key, plan_trials, resolve_domains
 from orchestrator.progress import ProgressDisplay
 from orchestrator.ray_address import choose_target, probe
+from orchestrator.ray_internals import EXPERIMENT_STATE_PREFIX, TUNER_STATE, state_file_kind
 from orchestrator.recorder import (
     ResultsRecorder,
     StopRequested,
@@ -53,9 +54,6 @@ CACHE_DIR = "cache"
 # of that folder into its staging area and uploads the staging area again on each snapshot, which would overwrite
 # the live state with the stale copy.
 ASHA_STATE_SUFFIX = ".grouped_asha.pkl"
-EXPERIMENT_STATE_PREFIX = "experiment_state-"  # Tune's TuneController.CKPT_FILE_TMPL
-SESSION_STAMP = re.compile(r"-\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")  # Tune's session string in its file names
-TUNER_STATE = "tuner.pkl"  # written once when the Tuner is created; its presence makes an experiment restorable
 # Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times since the last snapshot;
 # keeping 2 halves those snapshots against 1 and bounds disk use (its warning about them is silenced below).
 CHECKPOINTS_KEPT = 2
@@ -68,7 +66,7 @@ class GroupKey:
     fields: tuple[str, ...]
 
     def __call__(self, config: dict[str, Any]) -> tuple[Any, ...]:
-        return group_key(config["trial"], self.fields)
+        return group_key(TrialPlan.of(config), self.fields)
 
 
 @dataclass
@@ -82,12 +80,11 @@ class SweepOutcome:
 
 def trial_name(trial: Any) -> str:
     """Dashboard name: domain/family/shard/width/seed plus Tune's short id."""
-    t = trial.config["trial"]
-    return f"{t['domain']}/{t['family']}/f={t['fraction']:.4g}/w={t['width']}/s{t['seed']}_{trial.trial_id}"
+    return f"{TrialPlan.of(trial.config).label}_{trial.trial_id}"
 
 
 def trial_dirname(trial: Any) -> str:
-    return f"{trial.config['trial']['trial_key']}_{trial.trial_id}"
+    return f"{TrialPlan.of(trial.config).trial_key}_{trial.trial_id}"
 
 
 def prepare_domains(domains: dict[str, ResolvedDomain], storage: str) -> dict[str, Any]:
@@ -189,7 +186,7 @@ def restorable(experiment: str, fs: pafs.FileSystem) -> bool:
     kinds: dict[str, list[pafs.FileInfo]] = {}
     for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True)):
         if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pkl")):
-            kinds.setdefault(SESSION_STAMP.sub("", info.base_name), []).append(info)
+            kinds.setdefault(state_file_kind(info.base_name), []).append(info)
     whole: set[str] = set()
     for infos in kinds.values():
         for info in sorted(infos, key=lambda i: i.base_name, reverse=True):
@@ -225,7 +222,8 @@ def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.Trial
     stopping = next(iter(spec.domains.values())).early_stopping
     if not stopping.enabled:
         return tune.schedulers.FIFOScheduler()
-    return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr="steps", metric="objective", mode="min",
+    return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr=TrialReport.TIME_ATTR,
+                                metric=TrialReport.OBJECTIVE, mode="min",
                                 max_t=max(d.max_steps() for d in spec.domains.values()),
                                 grace_period=stopping.grace_period, reduction_factor=stopping.reduction_factor,
                                 brackets=stopping.brackets, state_path=state_path)
@@ -236,10 +234,8 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
     A data-parallel trial (``workers`` > 1) only drives a Ray Train run: it holds a sliver of a CPU, and its
     workers ask Ray for the CPUs and GPUs themselves (``orchestrator.data_parallel``)."""
-    plan = config["trial"]
-    if plan.get("workers", 1) > 1:
-        return dict(DRIVER_RESOURCES)
-    return dict(plan["resources"])
+    plan = TrialPlan.of(config)
+    return dict(DRIVER_RESOURCES) if plan.data_parallel else dict(plan.resources)
 
 
 def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
@@ -250,7 +246,7 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
     ends the run once trial results cannot be written to ``results_uri`` or another driver took it over."""
     return tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
+        param_space={PLAN_KEY: tune.grid_search([t.to_config() for t in trials])},
         tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=reuse_actors,
                                     max_concurrent_trials=spec.max_concurrent_trials,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),

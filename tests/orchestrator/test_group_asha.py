@@ -12,14 +12,14 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from orchestrator.group_asha import GroupedASHAScheduler, load_state
 from orchestrator.runner import GroupKey, asha_state_uri
 from sweepstore import resolve
+from tests.orchestrator.plans import make_plan, stub_trial
 
 ASHA = dict(time_attr="steps", metric="objective", mode="min", max_t=81, grace_period=1, reduction_factor=3)
 FIELDS = ("domain", "family", "fraction", "width")
 
 
 def make_trial(trial_id: str, fraction: float = 1.0, width: int = 32) -> Trial:
-    plan = {"domain": "lm", "family": "word", "fraction": fraction, "width": width, "config_key": trial_id}
-    return Trial("__fake", config={"trial": plan}, trial_id=trial_id, stub=True)
+    return stub_trial(make_plan(trial_id, fraction=fraction, width=width))
 
 
 def random_results(n_trials: int, seed: int) -> list[tuple[int, int, float]]:

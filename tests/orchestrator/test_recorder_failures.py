@@ -14,16 +14,15 @@ from ray.tune.experiment import Trial
 
 from fitting.store import ResultsStore
 from orchestrator import recorder
+from orchestrator.contract import TrialReport
 from orchestrator.recorder import ResultsRecorder, StopRequested, clear_stop, stop_reason
+from tests.orchestrator.plans import make_plan, stub_trial
 
 
 def finished_trial(key: str) -> tuple[Trial, dict[str, Any]]:
-    plan = {"trial_key": key, "config_key": key, "sweep": "s", "domain": "lm", "family": "word", "fraction": 1.0,
-            "train_size": 100.0, "size_unit": "words", "width": 8, "hparams": {"lr": 0.01}, "seed": 0,
-            "primary_metric": "val_xent"}
-    result = {"iter": 1, "steps": 10, "samples": 80.0, "train_loss": 5.0, "val/val_xent": 4.0, "best/val_xent": 4.0,
-              "final": True, "stop_reason": "max_steps", "elapsed": 1.0}
-    return Trial("__fake", config={"trial": plan}, trial_id=key, stub=True), result
+    report = TrialReport(iteration=1, steps=10, samples=80.0, train_loss=5.0, metrics={"val_xent": 4.0},
+                         best={"val_xent": 4.0}, final=True, stop_reason="max_steps", elapsed=1.0)
+    return stub_trial(make_plan(key)), report.to_result()
 
 
 def record(rec: ResultsRecorder, key: str) -> None:
