@@ -12,7 +12,7 @@ power law, fitted with form="power"; β_g = −0.5 for the floor law ε = 20·m^
 form="floor" (the exponent of the true law is only defined for the form that holds it; under "auto" a weak
 floor may be dropped and the reported exponent is then the local power-law slope, another quantity).
 
-    python benchmarks/coverage.py [--replicates 400] [--jobs 2] [--quick] [--no-old] [--form auto]
+    python benchmarks/coverage.py [--replicates 400] [--jobs 2] [--quick] [--no-old] [--form auto] [--match power]
 """
 
 from __future__ import annotations
@@ -239,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the first 4 regimes only")
     parser.add_argument("--no-old", action="store_true", help="skip the old method")
     parser.add_argument("--form", choices=("power", "floor", "auto"), help="fit every regime with this form")
+    parser.add_argument("--match", default="", help="only regimes whose name contains this, e.g. 'floor+plateau'")
     args = parser.parse_args(argv)
-    regimes = REGIMES[:4] if args.quick else REGIMES
+    regimes = [r for r in (REGIMES[:4] if args.quick else REGIMES) if args.match in r.name]
     t0 = time.perf_counter()
     jobs = [(r, args.replicates, args.seed + 1000 * i, not args.no_old, args.form) for i, r in enumerate(regimes)]
     band = (0.93, 0.97)
