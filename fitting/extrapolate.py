@@ -113,7 +113,8 @@ class Extrapolation:
         return lo, hi
 
     def size_for(self, error: float, band: float = 0.0) -> float:
-        """Size where the prediction (shifted by ``band``·σ in log space) falls to ``error``; inf if never."""
+        """Size where the prediction (shifted by ``band``·σ in log space) falls to ``error``: inf if not within
+        a million times the largest fitted size, the smallest fitted size if reached there already."""
         target = math.log(error)
 
         def value(log_m: float) -> float:
@@ -122,7 +123,7 @@ class Extrapolation:
 
         lo_x = math.log(self.sizes[0])
         if value(lo_x) <= target:
-            return float(self.sizes[0]) if band == 0.0 else math.exp(lo_x)
+            return float(self.sizes[0])
         hi_x = math.log(self.m_max)
         while value(hi_x) > target:
             if hi_x - math.log(self.m_max) > math.log(1e6):  # a million times the data: call it unreachable
