@@ -6,7 +6,7 @@ holds ``DRIVER_RESOURCES``, launches a ``TorchTrainer`` whose workers each ask f
 task from the trial's seed (rank 0's weights are broadcast as well, so the replicas start bitwise equal) and joins
 it to the others (``Task.join_replicas``): each replica trains on its own share of every batch, and after each
 backward pass the gradients and the loss are averaged over the replicas, so all of them take the same optimizer
-step and the same divergence decisions. The loop is ``orchestrator.trainable.train_loop``, so results keep the
+step and the same divergence decisions. The loop is ``orchestrator.trial_loop.train_loop``, so results keep the
 single-process contract (keys, patience, divergence, max_steps); ``samples`` counts every replica's data, rank 0
 evaluates, and ``replica_drift`` (spread of a parameter checksum over the replicas, 0 when they agree bitwise)
 shows that the averaging holds.
@@ -57,7 +57,7 @@ from ray.util.placement_group import PlacementGroup, placement_group_table, remo
 from ray.util.queue import Empty, Queue
 
 from domains.base import Task, TrainStats
-from orchestrator.trainable import STATE_FILE, build_trial_task, quiet_ray_logs, train_loop
+from orchestrator.trial_loop import STATE_FILE, build_trial_task, quiet_ray_logs, train_loop
 
 log = logging.getLogger(__name__)
 

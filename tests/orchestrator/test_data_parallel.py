@@ -21,7 +21,7 @@ from orchestrator.data_parallel import DRIVER_RESOURCES, TRAIN_RUNS_DIR, Gradien
 from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import run_sweep, trial_resources
 from orchestrator.spec import parse_spec
-from orchestrator.trainable import STATE_FILE
+from orchestrator.trial_loop import STATE_FILE
 from tests.orchestrator.dies_once import NAME as DIES_ONCE
 from tests.s3_server import free_port
 
