@@ -13,6 +13,13 @@ form="floor" (the exponent of the true law is only defined for the form that hol
 floor may be dropped and the reported exponent is then the local power-law slope, another quantity).
 
     python benchmarks/coverage.py [--replicates 400] [--jobs 2] [--quick] [--no-old] [--form auto] [--match power]
+
+Measured (400 replicates a regime, 570 s on 2 cores): β_g 92.8–96.8 % in the 14 regimes without a plateau
+(old method 65.5–100 %), β_p 93.2–97.2 % in all 16 (old 81.2–100 %, 2–20× wider). Outside 93–97 %: the
+plateau regimes where the plateau cut is wrong (power+plateau, 1 seed, 5 % noise: 78.5 %; floor+plateau:
+91.2 % and β_p 92.2 %; fits with a cut carry a note saying intervals are conditional on it), and two
+within about 2 Monte Carlo s.d. (92.8 %, 97.2 %). With --form auto the pure power law's β_g covers 96–98 %
+with 3× wider intervals (a spurious floor is chosen in some draws), floors 94.5–96 % (200 replicates).
 """
 
 from __future__ import annotations
