@@ -27,6 +27,8 @@ from scipy.optimize import least_squares
 from fitting.laws import F_SCALE, GAMMA_MARGIN, ols_line, robust_cost
 
 EXP_MAX = 6.0  # largest decay exponent b (pow3/pow4) or shape d (mmf4/wbl4)
+POLISH_TOL = 1e-5  # the grid start is close: on 47 LCDB curves 1e-5 and ≤ 30 evaluations changed the mean held-out
+# RMSLE by 1e-5 against scipy's defaults and 60, and took ~30 % less time
 Basis = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x (n,), θ (G, k)) -> h (G, n)
 
 
@@ -170,7 +172,8 @@ def fit_form(name: str, m: np.ndarray, e: np.ndarray, *, loss: str = "soft_l1", 
 
         x0 = np.clip(best, lb + 1e-9 * (1 + np.abs(lb)), ub - 1e-9 * (1 + np.abs(ub)))
         try:
-            sol = least_squares(resid, x0, jac=jac, bounds=(lb, ub), loss=loss, f_scale=f_scale, max_nfev=60)
+            sol = least_squares(resid, x0, jac=jac, bounds=(lb, ub), loss=loss, f_scale=f_scale, max_nfev=30,
+                                ftol=POLISH_TOL, xtol=POLISH_TOL, gtol=POLISH_TOL)
             if np.isfinite(sol.cost) and sol.cost < costs[j]:
                 best = sol.x
         except (ValueError, FloatingPointError):
