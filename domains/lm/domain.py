@@ -1,4 +1,9 @@
-"""The language-modeling domain (Hestness et al. 2017, Billion Word): word and character LSTM families.
+"""The language-modeling domain (Hestness et al. 2017, Billion Word): word and character LMs, each as an LSTM
+(``word``, ``char``) and as a recurrent highway network (``word_rhn``, ``char_rhn``).
+
+Each architecture × token kind is its own family, because a family is one fitted learning curve: the best
+configuration per shard is taken over a family's widths and hyperparameters, so an architecture switch inside one
+family would mix two models' curves into one row of the fitted table.
 
 Learning-curve sizes are counted in the unit the model predicts: words including one ``</s>`` per sentence
 for the word family, characters including one newline per sentence for the char family.
@@ -24,7 +29,8 @@ from domains.lm.data import (
 )
 from domains.lm.models import RecurrentLM, build_model
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, write_corpus
-from domains.lm.task import HPARAMS, LMHParams, LMTask
+from domains.lm.rhn import RecurrentHighwayLM
+from domains.lm.task import HPARAMS, LMHParams, LMTask, RecurrentLMHParams, RHNHParams
 from domains.model_domain import ModelDomain, naming_source
 from domains.shards import heldout_split
 
@@ -59,10 +65,17 @@ class LMDomain(ModelDomain, name="lm", size_unit="words"):
         "char": FamilyInfo(metric="val_bpc",
                            metrics={"val_bpc": "bits/char", "val_ppl": "perplexity per char"},
                            description="character-level LSTM LM", size_unit="characters"),
+        "word_rhn": FamilyInfo(metric="val_xent",
+                               metrics={"val_xent": "nats/word", "val_ppl": "perplexity per word"},
+                               description="word-level recurrent highway network LM", size_unit="words"),
+        "char_rhn": FamilyInfo(metric="val_bpc",
+                               metrics={"val_bpc": "bits/char", "val_ppl": "perplexity per char"},
+                               description="character-level recurrent highway network LM",
+                               size_unit="characters"),
     }
     source_model: ClassVar[type[BaseModel]] = LMSource
 
-    hparams: ClassVar[Mapping[str, type[LMHParams]]] = HPARAMS
+    hparams: ClassVar[Mapping[str, type[RecurrentLMHParams]]] = HPARAMS
     task_class: ClassVar[type[LMTask]] = LMTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> LMData:
@@ -94,9 +107,14 @@ class LMDomain(ModelDomain, name="lm", size_unit="words"):
         return load_or_build(Path(cache_dir) / key, load_lm_data, build, save_lm_data)
 
     def train_size(self, prepared: LMData, fraction: float, family: str) -> float:
-        self.family(family)
-        return float(prepared.shard_tokens(fraction, family))
+        return float(prepared.shard_tokens(fraction, self.hparams_for(family).tokens))
 
-    def build_model(self, prepared: LMData, width: int, hp: LMHParams) -> RecurrentLM:
-        return build_model(hp.family, prepared.vocab_size(hp.family), width, layers=hp.layers, dropout=hp.dropout,
+    def build_model(self, prepared: LMData, width: int,
+                    hp: RecurrentLMHParams) -> RecurrentLM | RecurrentHighwayLM:
+        vocab = prepared.vocab_size(hp.tokens)
+        if isinstance(hp, RHNHParams):
+            return RecurrentHighwayLM(vocab, width, hp.depth, dropout=hp.dropout, gate_bias=hp.gate_bias,
+                                      state_dropout=hp.state_dropout, tie_weights=hp.tie_weights)
+        assert isinstance(hp, LMHParams)
+        return build_model(hp.family, vocab, width, layers=hp.layers, dropout=hp.dropout,
                            tie_weights=hp.tie_weights)

@@ -1,7 +1,7 @@
 """LSTM language models parameterized by width (the hidden size), for the word and character families.
 
-One architecture, embedding → LSTM → linear, serves both families (Hestness et al. used LSTMs for words and
-RHNs for characters; an LSTM char model keeps the CPU quickstart fast). Width scales embedding and hidden
+One architecture, embedding → LSTM → linear, serves both LSTM families (Hestness et al. used LSTMs and RHNs for
+words and RHNs for characters; the RHN families are ``domains.lm.rhn``). Width scales embedding and hidden
 size together so the parameter count, the x-axis of the model-size law, grows smoothly with it.
 """
 

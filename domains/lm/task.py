@@ -1,7 +1,7 @@
 """Training and evaluating one LM on one shard: truncated BPTT over a circular token stream.
 
 The shard is one stream (its sentences concatenated in shuffle order). ``batch_size`` readers start at evenly
-spaced offsets of that stream and read it circularly, ``bptt`` tokens per step, carrying their LSTM state;
+spaced offsets of that stream and read it circularly, ``bptt`` tokens per step, carrying their recurrent state;
 each reader runs straight on into the next reader's region, so the state stays continuous, no token is ever
 dropped (tiny shards work for any batch size and bptt), and one epoch is ``len(stream) / batch_size`` steps'
 worth of tokens per reader. ``state_dict`` holds model, optimizer, cursor, carried state and torch RNG, so a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from domains.base import TrialSetup
 from domains.hparams import HParams
 from domains.lm.data import LMData
 from domains.lm.models import RecurrentLM
+from domains.lm.rhn import RecurrentHighwayLM
 from domains.training import TrainingTask
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
@@ -31,43 +32,88 @@ EVAL_CHUNK = 128  # time steps per forward pass in evaluation (bounds the logits
 
 
 @dataclass(frozen=True)
-class LMHParams(HParams, family="word", what="LM word"):
-    """The word family's hyperparameters."""
+class RecurrentLMHParams(HParams):
+    """What every LM family shares: truncated BPTT, dropout, clipping, tied embeddings; ``tokens`` names the
+    stream a family reads ("word" or "char") and so its metrics."""
 
     lr: float = 0.02
     bptt: int = 32  # tokens each reader unrolls per step (truncated backpropagation through time)
-    layers: int = 1  # stacked LSTM layers
-    dropout: float = 0.1  # on embeddings and LSTM outputs (and between layers)
+    dropout: float = 0.1  # on embeddings and recurrent outputs
     clip: float = 1.0  # gradient-norm clipping threshold; <= 0: none
     tie_weights: bool = False  # input embedding and softmax share one matrix
 
+    tokens: ClassVar[str] = "word"
+
     def check(self) -> None:
         super().check()
-        if self.bptt < 1 or self.layers < 1 or not 0 <= self.dropout < 1:
+        if self.bptt < 1 or not 0 <= self.dropout < 1:
+            raise ValueError(f"{self.what} hyperparameters out of range: {self}")
+
+
+@dataclass(frozen=True)
+class LMHParams(RecurrentLMHParams, family="word", what="LM word"):
+    """The word LSTM family's hyperparameters."""
+
+    layers: int = 1  # stacked LSTM layers (dropout also goes between them)
+
+    def check(self) -> None:
+        super().check()
+        if self.layers < 1:
             raise ValueError(f"LM hyperparameters out of range: {self}")
 
 
 @dataclass(frozen=True)
 class CharLMHParams(LMHParams, family="char", what="LM char"):
-    """The char family: longer unrolls, no dropout."""
+    """The char LSTM family: longer unrolls, no dropout."""
 
     bptt: int = 64
     dropout: float = 0.0
 
+    tokens: ClassVar[str] = "char"
 
-HPARAMS: dict[str, type[LMHParams]] = {"word": LMHParams, "char": CharLMHParams}
+
+@dataclass(frozen=True)
+class RHNHParams(RecurrentLMHParams, family="word_rhn", what="LM word RHN"):
+    """The word RHN family (``domains.lm.rhn``): recurrence depth, transform-gate bias, state dropout."""
+
+    depth: int = 5  # highway micro-layers per time step
+    gate_bias: float = -2.0  # initial transform-gate bias: negative, so the carry gate dominates at first
+    state_dropout: float = 0.0  # variational dropout on the state each micro-layer reads
+
+    def check(self) -> None:
+        super().check()
+        if self.depth < 1 or self.gate_bias > 0 or not 0 <= self.state_dropout < 1:
+            raise ValueError(f"{self.what} hyperparameters out of range (depth >= 1, gate_bias <= 0, "
+                             f"0 <= state_dropout < 1): {self}")
+
+
+@dataclass(frozen=True)
+class CharRHNHParams(RHNHParams, family="char_rhn", what="LM char RHN"):
+    """The char RHN family: depth 10 as in Zilly et al.'s and Hestness et al.'s character LMs, longer unrolls,
+    no dropout."""
+
+    bptt: int = 64
+    dropout: float = 0.0
+    depth: int = 10
+
+    tokens: ClassVar[str] = "char"
+
+
+HPARAMS: dict[str, type[RecurrentLMHParams]] = {"word": LMHParams, "char": CharLMHParams,
+                                                "word_rhn": RHNHParams, "char_rhn": CharRHNHParams}
 
 
 class LMTask(TrainingTask):
     """One model on one shard stream; metrics on one fixed validation stream."""
 
-    def __init__(self, model: RecurrentLM, data: LMData, setup: TrialSetup, hp: LMHParams) -> None:
-        stream, valid = data.shard_stream(setup.fraction, hp.family), data.valid_stream(hp.family)
+    def __init__(self, model: RecurrentLM | RecurrentHighwayLM, data: LMData, setup: TrialSetup,
+                 hp: RecurrentLMHParams) -> None:
+        stream, valid = data.shard_stream(setup.fraction, hp.tokens), data.valid_stream(hp.tokens)
         if len(stream) < 1 or len(valid) < 2:
             raise ValueError(f"LM task needs a non-empty shard and >= 2 validation tokens "
                              f"(got {len(stream)} and {len(valid)})")
         super().__init__(model, hp, setup.device)
-        self.family = hp.family
+        self.tokens = hp.tokens  # "word" or "char"
         self._stream = torch.from_numpy(stream.astype(np.int64)).to(self.device)
         self._valid = torch.from_numpy(valid.astype(np.int64)).to(self.device)
         n = len(stream)
@@ -79,7 +125,7 @@ class LMTask(TrainingTask):
         self.divergence_threshold = DIVERGENCE_FACTOR * math.log(model.vocab)
 
     def join_replicas(self, rank: int, world_size: int, sync: Callable[[Any], Any]) -> None:
-        """A replica reads its share of the batch's readers and carries their LSTM state itself."""
+        """A replica reads its share of the batch's readers and carries their recurrent state itself."""
         super().join_replicas(rank, world_size, sync)
         self._hidden = self.model.init_hidden(len(self.rank_share(self._starts)), self.device)
 
@@ -96,7 +142,7 @@ class LMTask(TrainingTask):
 
     def loss(self, chunk: torch.Tensor) -> torch.Tensor:
         logits, hidden = self.model(chunk[:, :-1], self._hidden)
-        self._hidden = (hidden[0].detach(), hidden[1].detach())
+        self._hidden = tuple(h.detach() for h in hidden)
         return F.cross_entropy(logits.reshape(-1, self.model.vocab), chunk[:, 1:].reshape(-1))
 
     def counts(self, chunk: torch.Tensor) -> Mapping[str, float]:
@@ -106,13 +152,13 @@ class LMTask(TrainingTask):
         return float(totals.get("tokens", 0.0)), {"epochs": self._tokens / len(self._stream)}
 
     def metric_names(self) -> tuple[str, ...]:
-        return ("val_xent", "val_ppl") if self.family == "word" else ("val_bpc", "val_ppl")
+        return ("val_xent", "val_ppl") if self.tokens == "word" else ("val_bpc", "val_ppl")
 
     def validate(self) -> dict[str, float]:
         """Cross-entropy on the validation stream (``EVAL_ROWS`` parallel readers from a zero state)."""
         nats = self._validation_nats()
         ppl = math.exp(nats) if nats < 700 else nats * math.inf  # inf when huge, NaN stays NaN
-        if self.family == "word":
+        if self.tokens == "word":
             return {"val_xent": nats, "val_ppl": ppl}
         return {"val_bpc": nats / math.log(2), "val_ppl": ppl}
 
