@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from domains.cache import manifest_params, write_lines, write_manifest
+from domains.cache import manifest_params, write_manifest
 from domains.gettext_mo import mo_entries
+from sweepstore import write_lines
 
 LOCALE_GLOB = "/usr/share/locale/*/LC_MESSAGES/*.mo"
 TRAIN_DIR = "training-monolingual.tokenized.shuffled"

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from domains.cache import manifest_params, write_lines, write_manifest
+from domains.cache import manifest_params, write_manifest
 from domains.gettext_mo import mo_entries
 from domains.lm.offline_corpus import is_sentence, tokenize
+from sweepstore import write_lines
 
 SOURCE_LANG, TARGET_LANG = "de", "en"
 LOCALE_GLOB = "/usr/share/locale/de/LC_MESSAGES/*.mo"

@@ -27,8 +27,6 @@ import functools
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +43,7 @@ from domains.base import DataSourceError, check_split_sizes
 from domains.shards import shard_count, shard_permutation
 from domains.speech.text import DEFAULT_ALPHABET, encode, normalize
 from domains.text_files import read_utf8
+from sweepstore import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -303,9 +302,7 @@ def build_speech_data(train: Sequence[Utterance], valid: Sequence[Utterance], fo
     """Featurize a train/valid split into ``folder`` (atomically: a temp folder renamed into place)."""
     order = shard_permutation(len(train), shuffle_seed)  # stored in this order: shards are prefixes
     valid_order = np.random.default_rng([shuffle_seed, 0x5EED]).permutation(len(valid))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder, "meta.json") as tmp:  # a concurrent writer that won the race keeps its folder
         with open(tmp / "features.bin", "wb") as fh:
             common = {"alphabet": alphabet, "max_duration": max_duration, "workers": workers}
             t_frames, t_labels, t_dur, t_uids = featurize_corpus(
@@ -329,13 +326,6 @@ def build_speech_data(train: Sequence[Utterance], valid: Sequence[Utterance], fo
                  label_offsets=np.concatenate([[0], np.cumsum([len(x) for x in all_labels])]),
                  durations=np.asarray(t_dur + v_dur, dtype=np.float64))
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "meta.json").is_file():  # not a concurrent writer that won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     data = load_speech_data(folder, in_memory, memory_limit_mb)
     if data is None:
         raise DataSourceError(f"speech feature cache {folder} could not be read back")
