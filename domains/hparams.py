@@ -8,6 +8,7 @@ any trial starts (``Domain.validate_hparams`` runs these during planning).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
@@ -55,25 +56,40 @@ def resolve_hparams(cls: type[T], what: str, defaults: Mapping[str, Any], given:
     return cls(**values)
 
 
+def one_of(names: tuple[str, ...]) -> str:
+    """``'a', 'b' or 'c'``: the allowed values of a named choice, for error messages."""
+    quoted = [repr(n) for n in names]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
 @dataclass(frozen=True)
 class HParams:
     """One family's hyperparameters, declared once: a frozen dataclass whose field defaults are the family's
     defaults and whose field types are what a spec's values are coerced to. Every family subclasses it.
 
     The shared optimizer knobs live here; a family adds its own fields (and may redeclare a default), names its
-    label ``what`` for error messages and adds range checks in ``check``. Optional knobs the shared loop honours
-    when a family declares them: ``clip`` (gradient-norm clipping, <= 0: none) and ``warmup_steps`` (linear
-    learning-rate warm-up)."""
+    label ``what`` for error messages and adds range checks in ``check``. An optional knob the shared loop honours
+    when a family declares it: ``clip`` (gradient-norm clipping, <= 0: none).
+
+    The learning-rate schedule (``lr_at``) is shared too: a linear warm-up over ``warmup_steps``, then ``schedule``
+    decays the rate to ``lr_floor`` × ``lr`` at ``decay_steps``. ``decay_steps`` 0 means "the trial's budget": the
+    planner fills in the family's ``early_stopping.max_steps`` (``orchestrator.plan``); a task built without a
+    plan (0 left) keeps the peak rate after warm-up."""
 
     optimizer: str = "adam"  # one of ``optimizers``
     lr: float = 1e-3  # peak learning rate (after any warm-up)
     momentum: float = 0.0  # SGD momentum (Adam ignores it)
     weight_decay: float = 0.0  # L2 penalty as the optimizer applies it (decoupled for adamw)
     batch_size: int = 16  # examples per optimizer step, over all data-parallel replicas
+    schedule: str = "cosine"  # one of ``schedules``: the decay after warm-up
+    lr_floor: float = 0.1  # the rate at the end of the decay, as a fraction of ``lr``
+    warmup_steps: int = 0  # linear warm-up from 0 over this many updates
+    decay_steps: int = 0  # the update the decay reaches its floor; 0: the trial's max_steps (set by the planner)
 
     family: ClassVar[str] = ""  # the model family these belong to ("word", "resnet", ...)
     what: ClassVar[str] = "model"  # "LM word", "image resnet": names the family in errors
     optimizers: ClassVar[tuple[str, ...]] = ("adam", "sgd")
+    schedules: ClassVar[tuple[str, ...]] = ("cosine", "linear", "constant")
     fused: ClassVar[bool] = False  # fused optimizer kernels (one kernel for all parameters)
     nesterov: ClassVar[bool] = False  # SGD with momentum uses Nesterov's update
 
@@ -97,10 +113,18 @@ class HParams:
     def check(self) -> None:
         """Range checks; families extend them."""
         if self.optimizer not in self.optimizers:
-            names = [repr(o) for o in self.optimizers]
-            allowed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-            raise ValueError(f"{self.what.split()[0]} optimizer must be {allowed}, got {self.optimizer!r}")
-        if self.batch_size < 1 or self.lr <= 0 or getattr(self, "warmup_steps", 0) < 0:
+            raise ValueError(f"{self.what.split()[0]} optimizer must be {one_of(self.optimizers)}, "
+                             f"got {self.optimizer!r}")
+        if self.schedule not in self.schedules:
+            raise ValueError(f"{self.what} hyperparameter schedule must be {one_of(self.schedules)}, "
+                             f"got {self.schedule!r}")
+        if not 0.0 <= self.lr_floor <= 1.0:
+            raise ValueError(f"{self.what} hyperparameter lr_floor must be a fraction of lr in [0, 1], "
+                             f"got {self.lr_floor!r}")
+        if self.warmup_steps < 0 or self.decay_steps < 0:
+            raise ValueError(f"{self.what} hyperparameters warmup_steps and decay_steps must be >= 0, "
+                             f"got {self.warmup_steps} and {self.decay_steps}")
+        if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"{self.what} hyperparameters out of range: {self}")
 
     @property
@@ -110,9 +134,21 @@ class HParams:
 
     def lr_at(self, step: int) -> float:
         """The learning rate of update ``step`` (counting from 0): the one place a schedule is defined.
-        Linear warm-up from 0 over ``warmup_steps`` updates where the family has that knob, then constant."""
-        warmup = getattr(self, "warmup_steps", 0)
-        return self.lr * min(1.0, (step + 1) / warmup) if warmup else self.lr
+
+        A closed form of ``torch.optim.lr_scheduler``'s ``LinearLR(start_factor=1/warmup_steps)`` warm-up followed
+        by ``CosineAnnealingLR(T_max=decay_steps - warmup_steps, eta_min=lr_floor * lr)`` (or ``LinearLR`` down to
+        ``lr_floor``), held at the floor afterwards (tests/domains/test_schedules.py checks the two agree). A
+        function of the global step, not a stateful scheduler: a restored task continues the same schedule from its
+        restored step count, and every data-parallel replica computes the same rate."""
+        warmup = self.warmup_steps
+        if warmup and step < warmup:
+            return self.lr * (step + 1) / warmup
+        span = self.decay_steps - warmup
+        if self.schedule == "constant" or span <= 0:
+            return self.lr
+        done = min(1.0, (step - warmup) / span)
+        fall = (1 + math.cos(math.pi * done)) / 2 if self.schedule == "cosine" else 1 - done
+        return self.lr * (self.lr_floor + (1 - self.lr_floor) * fall)
 
     def optimizer_for(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         """The family's optimizer over ``model``'s parameters."""

@@ -131,6 +131,9 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
             info = plugin.family(family)
             metric = info.metric if es.metric == "primary" else es.metric
             defaults = plugin.hparam_defaults(family)
+            stopping = TrialStopping(**dspec.stopping_for(family))
+            if "decay_steps" in defaults:  # a schedule decays over the trial's budget unless told otherwise
+                defaults = {**defaults, "decay_steps": stopping.max_steps}
             for width in dspec.widths_for(family):
                 rng = random.Random(f"{spec.seed}/{name}/{family}/{width}")
                 configs = _expand_hparams(dspec.hparams_for(family), dspec.samples, rng)
@@ -152,7 +155,7 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                                 trial_key=key, config_key=config_key, sweep=spec.name, domain=name,
                                 family=family, fraction=float(fraction), width=width, hparams=hparams, seed=seed,
                                 metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
-                                stopping=TrialStopping(**dspec.stopping_for(family)), threads=threads,
+                                stopping=stopping, threads=threads,
                                 resources=resources, workers=workers))
     if problems:
         raise SpecError(f"invalid sweep spec {spec.name!r}:\n" + "\n".join(problems))

@@ -85,7 +85,8 @@ def test_hyperparameters_are_declared_once_with_types_defaults_and_checks() -> N
         layers: int = 2
 
     assert Toy.defaults() == {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0,
-                              "batch_size": 16, "layers": 2}
+                              "batch_size": 16, "schedule": "cosine", "lr_floor": 0.1, "warmup_steps": 0,
+                              "decay_steps": 0, "layers": 2}
     assert Toy.resolve({"lr": "3e-4", "layers": 3.0}) == Toy(lr=3e-4, layers=3)
     with pytest.raises(ValueError, match=r"unknown toy net hyperparameters \['depth'\]"):
         Toy.resolve({"depth": 3})
