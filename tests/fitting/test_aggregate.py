@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -103,16 +102,11 @@ def test_empty_input_gives_no_points() -> None:
     assert aggregate(pd.DataFrame([row(1000, 64, 0, 1.0, status="errored")])) == []
 
 
-def test_ten_thousand_rows_aggregate_fast() -> None:
+def test_ten_thousand_rows_aggregate_to_one_point_per_shard() -> None:
     rng = np.random.default_rng(0)
     rows = [row(1000 * 2**k, 32 * 2**w, s, float(np.exp(rng.normal(0, 0.05))), lr=lr)
             for k in range(10) for w in range(5) for lr in (1e-3, 3e-3, 1e-2, 3e-2) for s in range(50)]
     assert len(rows) == 10_000
     df = load_rows(pa.Table.from_pylist(rows))
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        points = aggregate(df)
-        best = min(best, time.perf_counter() - t0)
+    points = aggregate(df)  # its speed is a benchmark figure: benchmarks/fit_speed.py
     assert len(points) == 10
-    assert best < 0.1, f"aggregating 10,000 rows took {best * 1e3:.0f} ms"

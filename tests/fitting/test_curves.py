@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fitting.aggregate import load_rows
 from fitting.curves import fit_family, fit_store, predict
 from tests.fitting.synthetic import SIZES, floor, power, sweep
 
@@ -145,19 +143,6 @@ def test_to_dict_is_strict_json() -> None:
     text = json.dumps(fit.to_dict(), allow_nan=False)
     assert '"r2": null' in text and "replicates" not in text
 
-
-def test_fit_family_speed_budget() -> None:
-    """8 shards × 30 trials with 500 bootstrap replicates, the averaged extrapolation and its 3 backtests (about
-    20 family fits on shared prefixes, roughly as long as the rest together, measured side by side): under 0.6 s
-    on one core."""
-    df = load_rows(sweep(floor))
-    fit_family(df, n_boot=500)  # warm-up (imports, caches)
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        fit_family(df, n_boot=500)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 0.6, f"fit_family took {best:.3f} s"
 
 
 def test_one_width_per_shard_fits_no_model_size_law() -> None:
