@@ -5,7 +5,15 @@ learning-curve sweep that is wrong: a trial on a 1/256 shard always loses to one
 model loses to a large one early in training, yet both are exactly the points the curve needs. This
 scheduler keeps one unmodified ``AsyncHyperBandScheduler`` per group (default key: domain, family, shard
 fraction, width) and routes each trial's events to its group's instance, so within a group the decisions
-are Ray's own.
+are Ray's own, with two differences that make them judge what the fit scores:
+
+* **Best so far.** The fit scores a trial by its best validation value, so the value a rung records is the
+  trial's best so far (lowest for ``mode="min"``), not its latest: a noisy evaluation at a rung does not stop a
+  trial whose best is competitive.
+* **Configurations, not seeds.** ASHA's unit is a configuration (``TrialPlan.config_key``: everything but the
+  seed), so the seeds of one configuration never compete with each other. A configuration's value at a rung is
+  the median over its seeds' best-so-far values (each seed's latest; the first seed to reach the rung decides
+  for the configuration), and a configuration stopped at a rung stops every one of its seeds there.
 
 Tune does not save scheduler state with the experiment (``Tuner.restore`` starts schedulers fresh), so the
 rungs, the trial-to-group map and the set of finished trials are persisted to ``state_path`` (a local path or any
@@ -17,14 +25,18 @@ experiment snapshot still lists as running, is marked terminated on restore inst
 from __future__ import annotations
 
 import logging
+import math
 import pickle
+import statistics
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from orchestrator.contract import TrialPlan, TrialReport
 from orchestrator.ray_internals import asha_restore, asha_rung_entries, asha_state, asha_trials
 from sweepstore import redact, resolve, write_atomic
 
@@ -34,6 +46,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GroupFn = Callable[[dict[str, Any]], Hashable]
+
+
+def configuration_of(config: dict[str, Any]) -> Hashable:
+    """A trial's configuration, ASHA's unit: the plan's ``config_key`` (every coordinate but the seed)."""
+    return TrialPlan.of(config).config_key
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What a group's ``AsyncHyperBandScheduler`` sees in place of a trial: one configuration (all its seeds)."""
+
+    trial_id: Hashable
 
 
 def load_state(uri: str) -> dict[str, Any] | None:
@@ -51,12 +75,13 @@ def _signature(sched: AsyncHyperBandScheduler) -> tuple[int, int]:
 
 
 class GroupedASHAScheduler(FIFOScheduler):
-    """One ``AsyncHyperBandScheduler`` per group of trials; groups never compete."""
+    """One ``AsyncHyperBandScheduler`` per group of trials; groups never compete, nor do seeds of a configuration."""
 
     def __init__(
         self,
         group_fn: GroupFn,
         *,
+        unit_fn: GroupFn = configuration_of,
         time_attr: str = "steps",
         metric: str | None = None,
         mode: str | None = None,
@@ -67,13 +92,18 @@ class GroupedASHAScheduler(FIFOScheduler):
         state_path: str | None = None,
     ) -> None:
         super().__init__()
-        self._group_fn = group_fn
+        self._group_fn, self._unit_fn = group_fn, unit_fn
         self._asha_kwargs = dict(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                                  reduction_factor=reduction_factor, brackets=brackets)
         self._metric, self._mode = metric, mode
         self._groups: dict[Hashable, AsyncHyperBandScheduler] = {}
         self._group_of_trial: dict[str, Hashable] = {}
         self._completed: set[str] = set()  # trial ids that finished: never resumed after a restore
+        self._unit_of_trial: dict[str, Hashable] = {}  # trial id -> its configuration
+        self._seeds: dict[Hashable, set[str]] = {}  # configuration -> its trials (seeds) seen so far
+        self._live: dict[Hashable, set[str]] = {}  # configuration -> its trials not finished yet
+        self._best: dict[str, float] = {}  # trial id -> best metric value so far
+        self._stopped_at: dict[Hashable, float] = {}  # configuration -> the resource at which ASHA stopped it
         self._state_path = state_path  # a path or URI string; the filesystem is resolved lazily, never pickled
         self._fs: tuple[pafs.FileSystem, str] | None = None
         self._save_failed = False
@@ -102,6 +132,47 @@ class GroupedASHAScheduler(FIFOScheduler):
                                                         **self._asha_kwargs)
         return self._groups[key]
 
+    def _unit(self, trial: Trial) -> Configuration:
+        unit = self._unit_of_trial.get(trial.trial_id)
+        if unit is None:
+            unit = self._unit_of_trial[trial.trial_id] = self._unit_fn(trial.config)
+        self._seeds.setdefault(unit, set()).add(trial.trial_id)
+        return Configuration(unit)
+
+    def _join(self, tune_controller: TuneController, sched: AsyncHyperBandScheduler, trial: Trial) -> Configuration:
+        """The trial's configuration, added to its group's ASHA if it is the first of its seeds to arrive."""
+        unit = self._unit(trial)
+        self._live.setdefault(unit.trial_id, set()).add(trial.trial_id)
+        if unit.trial_id not in asha_trials(sched):  # a restored configuration keeps its bracket and rungs
+            sched.on_trial_add(tune_controller, unit)
+        return unit
+
+    def _leave(self, sched: AsyncHyperBandScheduler, trial: Trial) -> None:
+        """The trial is gone; its configuration leaves ASHA with its last seed."""
+        unit = self._unit(trial).trial_id
+        live = self._live.get(unit, set())
+        live.discard(trial.trial_id)
+        if not live:
+            asha_trials(sched).pop(unit, None)
+
+    def _ranked(self, trial: Trial, result: dict) -> dict | None:
+        """``result`` with the metric replaced by the configuration's value: the median over its seeds of each
+        one's best so far (None when the result lacks the metric or the resource: ASHA ignores it)."""
+        attr = self._asha_kwargs["time_attr"]
+        if self._metric not in result or attr not in result:
+            return None
+        better = min if self._mode != "max" else max
+        seen = [float(result[self._metric])]
+        report = TrialReport.from_result(result)  # the trial's own best survives its restores
+        if self._metric == TrialReport.OBJECTIVE and report is not None and math.isfinite(report.best_objective):
+            seen.append(report.best_objective)
+        if trial.trial_id in self._best:
+            seen.append(self._best[trial.trial_id])
+        self._best[trial.trial_id] = better(seen)
+        unit = self._unit_of_trial[trial.trial_id]
+        value = statistics.median(self._best[t] for t in self._seeds[unit] if t in self._best)
+        return {**result, self._metric: value}
+
     # --- trial events: routed to the trial's group -----------------------------------------------------
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
         if trial.trial_id in self._completed:
@@ -111,36 +182,48 @@ class GroupedASHAScheduler(FIFOScheduler):
                 log.warning("trial %s had finished before the sweep was interrupted; not running it again", trial)
                 trial.set_status(Trial.TERMINATED)
             return
-        sched = self._scheduler_for(trial)
-        if trial.trial_id not in asha_trials(sched):  # a restored trial keeps its bracket and rungs
-            sched.on_trial_add(tune_controller, trial)
+        self._join(tune_controller, self._scheduler_for(trial), trial)
         # not saved here: a trial without results needs no state, and a restore adds it again anyway
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         sched = self._scheduler_for(trial)
         before = _signature(sched)
-        if trial.trial_id not in asha_trials(sched):
-            sched.on_trial_add(tune_controller, trial)
-        action = sched.on_trial_result(tune_controller, trial, result)
+        unit = self._join(tune_controller, sched, trial)
+        ranked = self._ranked(trial, result)
+        if ranked is None:
+            return TrialScheduler.CONTINUE
+        resource = float(result[self._asha_kwargs["time_attr"]])
+        stopped_at = self._stopped_at.get(unit.trial_id)
+        if stopped_at is not None and resource >= stopped_at:
+            action = TrialScheduler.STOP  # a sibling seed's rung stopped the configuration here
+        else:
+            action = sched.on_trial_result(tune_controller, unit, ranked)
+            if action == TrialScheduler.STOP:
+                self._stopped_at[unit.trial_id] = resource
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
-        if _signature(sched) != before:  # most results fall between rungs: no write for them
+        if action == TrialScheduler.STOP or _signature(sched) != before:  # most results fall between rungs
             self._save()
         return action
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
         sched = self._scheduler_for(trial)
-        if trial.trial_id in asha_trials(sched):
-            sched.on_trial_complete(tune_controller, trial, result)
-            asha_trials(sched).pop(trial.trial_id, None)  # ASHA keeps it when the result lacks the metric
+        unit = self._unit(trial)
+        ranked = self._ranked(trial, result)
+        if ranked is not None and unit.trial_id in asha_trials(sched):
+            if self._live.get(unit.trial_id, set()) <= {trial.trial_id}:  # the last seed: ASHA's own completion
+                sched.on_trial_complete(tune_controller, unit, ranked)
+            else:  # its final value still counts at a rung it reached
+                sched.on_trial_result(tune_controller, unit, ranked)
+        self._leave(sched, trial)
         self._completed.add(trial.trial_id)
         self._save()  # before the results callback writes the row: a stored row implies a saved completion
 
     def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
-        asha_trials(self._scheduler_for(trial)).pop(trial.trial_id, None)
+        self._leave(self._scheduler_for(trial), trial)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
-        asha_trials(self._scheduler_for(trial)).pop(trial.trial_id, None)
+        self._leave(self._scheduler_for(trial), trial)
 
     # --- introspection ---------------------------------------------------------------------------------
     def group_count(self) -> int:
@@ -153,7 +236,8 @@ class GroupedASHAScheduler(FIFOScheduler):
     def _state(self) -> dict[str, Any]:
         return {"groups": {k: asha_state(s) for k, s in self._groups.items()},
                 "group_of_trial": self._group_of_trial, "completed": self._completed,
-                "num_stopped": self._num_stopped}
+                "num_stopped": self._num_stopped, "unit_of_trial": self._unit_of_trial, "seeds": self._seeds,
+                "live": self._live, "best": self._best, "stopped_at": self._stopped_at}
 
     def _location(self) -> tuple[pafs.FileSystem, str]:
         if self._fs is None:
@@ -186,6 +270,10 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._group_of_trial = state["group_of_trial"]
         self._completed = set(state.get("completed", ()))
         self._num_stopped = state["num_stopped"]
+        # states saved before configurations were ASHA's unit lack these: they start empty
+        self._unit_of_trial = state.get("unit_of_trial", {})
+        self._seeds, self._live = state.get("seeds", {}), state.get("live", {})
+        self._best, self._stopped_at = state.get("best", {}), state.get("stopped_at", {})
 
     def _load(self) -> None:
         if self._state_path is None:
@@ -216,5 +304,7 @@ class GroupedASHAScheduler(FIFOScheduler):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Tuner.restore unpickles the scheduler as it was when the sweep started; bring back the rungs.
-        self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, **state})
+        self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, "_unit_fn": configuration_of,
+                              "_unit_of_trial": {}, "_seeds": {}, "_live": {}, "_best": {}, "_stopped_at": {},
+                              **state})
         self._load()

@@ -35,7 +35,8 @@ def random_results(n_trials: int, seed: int) -> list[tuple[int, int, float]]:
     return events
 
 
-def test_single_group_decisions_equal_rays_asha() -> None:
+def test_single_group_decisions_equal_rays_asha_on_the_best_so_far() -> None:
+    """With one seed per configuration, every decision is Ray's own, fed each trial's best value so far."""
     for seed in range(5):
         trials = [make_trial(f"t{i}") for i in range(12)]
         ours = GroupedASHAScheduler(GroupKey(FIELDS), **ASHA)
@@ -44,13 +45,14 @@ def test_single_group_decisions_equal_rays_asha() -> None:
             ours.on_trial_add(None, t)
             rays.on_trial_add(None, t)
         stopped: set[int] = set()
+        best: dict[int, float] = {}
         decisions = 0
         for i, steps, value in random_results(len(trials), seed):
             if i in stopped:
                 continue
-            result = {"steps": steps, "objective": value}
-            a = ours.on_trial_result(None, trials[i], result)
-            b = rays.on_trial_result(None, trials[i], result)
+            best[i] = min(value, best.get(i, value))
+            a = ours.on_trial_result(None, trials[i], {"steps": steps, "objective": value})
+            b = rays.on_trial_result(None, trials[i], {"steps": steps, "objective": best[i]})
             assert a == b, f"seed {seed}: trial {i} at step {steps}: ours {a}, Ray's {b}"
             decisions += 1
             if a == TrialScheduler.STOP:
@@ -208,3 +210,67 @@ def test_state_on_s3() -> None:
         fs, path = resolve(uri)  # one object, no temp objects beside it
         listing = fs.get_file_info(pafs.FileSelector(path.rpartition("/")[0]))
         assert [i.base_name for i in listing] == ["exp.grouped_asha.pkl"]
+
+
+def test_rungs_rank_the_best_value_so_far_not_the_latest() -> None:
+    """A trial whose best is the group's best survives a bad evaluation at a rung; ranked on its latest value
+    (Ray's ASHA alone) it is stopped."""
+    others = [make_trial(f"o{i}") for i in range(3)]
+    spiky = make_trial("spiky")
+    ours, rays = GroupedASHAScheduler(GroupKey(FIELDS), **ASHA), AsyncHyperBandScheduler(**ASHA)
+    for sched in (ours, rays):
+        for t in [*others, spiky]:
+            sched.on_trial_add(None, t)
+        for steps in (1, 3):
+            for i, t in enumerate(others):
+                sched.on_trial_result(None, t, {"steps": steps, "objective": 1.0 + 0.1 * i})
+        assert sched.on_trial_result(None, spiky, {"steps": 1, "objective": 0.5}) == TrialScheduler.CONTINUE
+    assert ours.on_trial_result(None, spiky, {"steps": 3, "objective": 5.0}) == TrialScheduler.CONTINUE
+    assert rays.on_trial_result(None, spiky, {"steps": 3, "objective": 5.0}) == TrialScheduler.STOP
+
+
+def seeds_of(config: str, n: int = 2) -> list[Trial]:
+    return [stub_trial(make_plan(f"{config}-s{s}", config_key=config, seed=s)) for s in range(n)]
+
+
+def test_seeds_of_a_configuration_never_compete() -> None:
+    """Two seeds of one configuration, one far worse: one unit for ASHA, so neither stops the other."""
+    good, bad = seeds_of("c")
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), **ASHA)
+    for t in (good, bad):
+        sched.on_trial_add(None, t)
+    for steps in (1, 3, 9):
+        assert sched.on_trial_result(None, good, {"steps": steps, "objective": 1.0}) == TrialScheduler.CONTINUE
+        assert sched.on_trial_result(None, bad, {"steps": steps, "objective": 3.0}) == TrialScheduler.CONTINUE
+    assert set(sched._groups[sched._group_of_trial[good.trial_id]]._trial_info) == {"c"}
+
+    rays = AsyncHyperBandScheduler(**ASHA)  # the seeds as separate trials: the worse one is cut at the first rung
+    for t in (good, bad):
+        rays.on_trial_add(None, t)
+    rays.on_trial_result(None, good, {"steps": 1, "objective": 1.0})
+    assert rays.on_trial_result(None, bad, {"steps": 1, "objective": 3.0}) == TrialScheduler.STOP
+
+
+def test_a_configuration_is_judged_by_the_median_of_its_seeds_and_stops_as_one(tmp_path) -> None:
+    state = str(tmp_path / "asha.pkl")
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)
+    a, c = seeds_of("a"), seeds_of("c")
+    for t in (*a, *c):
+        sched.on_trial_add(None, t)
+    values = {"a": (1.0, 1.2), "c": (0.9, 5.0)}  # c: one lucky seed, median 2.95: worse than a (1.1)
+    for trials, config in ((a, "a"), (c, "c")):
+        for t, v in zip(trials, values[config], strict=True):
+            assert sched.on_trial_result(None, t, {"steps": 1, "objective": v}) == TrialScheduler.CONTINUE
+    for t, v in zip(a, values["a"], strict=True):
+        sched.on_trial_result(None, t, {"steps": 3, "objective": v})
+    # c's lucky seed is the best single trial in the group, yet its configuration's median loses at rung 3
+    assert sched.on_trial_result(None, c[0], {"steps": 3, "objective": 0.9}) == TrialScheduler.STOP
+    # and its sibling stops there too, also in a scheduler restored from the saved state
+    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)))
+    for s in (sched, restored):
+        assert s.on_trial_result(None, c[1], {"steps": 2, "objective": 5.0}) == TrialScheduler.CONTINUE
+        assert s.on_trial_result(None, c[1], {"steps": 3, "objective": 5.0}) == TrialScheduler.STOP
+    sched.on_trial_complete(None, c[0], {"steps": 3, "objective": 0.9})
+    assert "c" in sched._groups[sched._group_of_trial["c-s0"]]._trial_info  # c's other seed still runs
+    sched.on_trial_complete(None, c[1], {"steps": 3, "objective": 5.0})
+    assert "c" not in sched._groups[sched._group_of_trial["c-s0"]]._trial_info  # gone with its last seed
