@@ -13,6 +13,18 @@ from torch import nn
 Hidden = tuple[torch.Tensor, torch.Tensor]
 
 
+def init_embedding_and_decoder(embed: nn.Embedding, decoder: nn.Linear, tie_weights: bool) -> None:
+    """Initialize every LM family's input embedding and softmax layer alike (uniform ±0.1, zero bias); with
+    ``tie_weights`` the decoder takes the embedding's matrix. Called after all modules exist, so the torch RNG
+    draws of module construction come first, in declaration order."""
+    nn.init.uniform_(embed.weight, -0.1, 0.1)
+    nn.init.zeros_(decoder.bias)
+    if tie_weights:
+        decoder.weight = embed.weight
+    else:
+        nn.init.uniform_(decoder.weight, -0.1, 0.1)
+
+
 class RecurrentLM(nn.Module):
     """Embedding → dropout → multi-layer LSTM → dropout → linear decoder over the vocabulary."""
 
@@ -28,12 +40,7 @@ class RecurrentLM(nn.Module):
         self.rnn = nn.LSTM(width, width, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                            batch_first=True)
         self.decoder = nn.Linear(width, vocab)
-        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if tie_weights:
-            self.decoder.weight = self.embed.weight  # input and output embeddings share one matrix
-        else:
-            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        init_embedding_and_decoder(self.embed, self.decoder, tie_weights)
 
     def init_hidden(self, batch: int, device: torch.device | str = "cpu") -> Hidden:
         """Zero LSTM state for ``batch`` parallel streams."""

@@ -27,6 +27,8 @@ import math
 import torch
 from torch import nn
 
+from domains.lm.models import init_embedding_and_decoder
+
 RHNHidden = tuple[torch.Tensor]
 
 
@@ -88,12 +90,7 @@ class RecurrentHighwayLM(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.cell = RHNCell(width, width, depth, gate_bias=gate_bias, state_dropout=state_dropout)
         self.decoder = nn.Linear(width, vocab)
-        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if tie_weights:
-            self.decoder.weight = self.embed.weight  # input and output embeddings share one matrix
-        else:
-            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        init_embedding_and_decoder(self.embed, self.decoder, tie_weights)
 
     def init_hidden(self, batch: int, device: torch.device | str = "cpu") -> RHNHidden:
         """Zero state for ``batch`` parallel streams (a 1-tuple, carried like the LSTM's (h, c))."""

@@ -13,6 +13,7 @@ from domains.base import TrialSetup
 from domains.lm import LMDomain
 from domains.lm.data import LMData
 from domains.lm.rhn import RecurrentHighwayLM, RHNCell, rhn_parameter_count
+from domains.lm.task import LMTask
 from domains.training import count_parameters
 
 
@@ -86,7 +87,7 @@ def data(tmp_path: Path, sentences: list[str], write_lines: Callable[..., Path])
     return domain.prepare(source, tmp_path / "cache")
 
 
-def rhn_task(data: LMData, family: str, width: int = 32, **hparams: object):  # noqa: ANN201
+def rhn_task(data: LMData, family: str, width: int = 32, **hparams: object) -> LMTask:
     setup = TrialSetup(family=family, fraction=1.0, width=width, seed=0,
                        hparams={"batch_size": 8, "bptt": 16, **hparams})
     return LMDomain().build_task(data, setup)
