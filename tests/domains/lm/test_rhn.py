@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,3 +124,41 @@ def test_rhn_hyperparameters_are_checked(data: LMData) -> None:
         rhn_task(data, "word_rhn", depth=0)
     with pytest.raises(ValueError, match="unknown LM word RHN hyperparameters"):
         rhn_task(data, "word_rhn", layers=2)
+
+
+def test_two_replicas_train_as_one_process_on_the_whole_batch(data: LMData) -> None:
+    """Data-parallel RHN: two replicas (threads whose ``sync`` averages gradients, as an all-reduce does), each
+    on half the readers and carrying its own state, end where one process on the whole batch ends."""
+    hp = {"depth": 3, "dropout": 0.0, "lr": 0.01}
+    whole = rhn_task(data, "word_rhn", width=16, **hp)
+    replicas = [rhn_task(data, "word_rhn", width=16, **hp) for _ in range(2)]
+    barrier, sent = threading.Barrier(2), {}
+
+    def sync_for(rank: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        params = list(replicas[rank].model.parameters())
+
+        def sync(loss: torch.Tensor) -> torch.Tensor:
+            sent[rank] = ([p.grad.clone() for p in params], loss.detach())
+            barrier.wait()
+            for p, a, b in zip(params, sent[0][0], sent[1][0], strict=True):
+                p.grad.copy_((a + b) / 2)
+            mean = (sent[0][1] + sent[1][1]) / 2
+            barrier.wait()  # neither replica sends the next step's gradients before both have read these
+            return mean
+
+        return sync
+
+    for rank, replica in enumerate(replicas):
+        replica.join_replicas(rank, 2, sync_for(rank))
+    losses: dict[int, float] = {}
+    threads = [threading.Thread(target=lambda r=r: losses.__setitem__(r, replicas[r].train(4).loss))
+               for r in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    expected = whole.train(4).loss
+    assert losses[0] == pytest.approx(expected, rel=1e-5) and losses[1] == pytest.approx(expected, rel=1e-5)
+    for replica in replicas:
+        for mine, theirs in zip(replica.model.parameters(), whole.model.parameters(), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
