@@ -7,9 +7,9 @@ task from the trial's seed (rank 0's weights are broadcast as well, so the repli
 it to the others (``Task.join_replicas``): each replica trains on its own share of every batch, and after each
 backward pass the gradients and the loss are averaged over the replicas, so all of them take the same optimizer
 step and the same divergence decisions. The loop is ``orchestrator.trial_loop.train_loop``, so results keep the
-single-process contract (keys, patience, divergence, max_steps); ``samples`` counts every replica's data, rank 0
-evaluates, and ``replica_drift`` (spread of a parameter checksum over the replicas, 0 when they agree bitwise)
-shows that the averaging holds.
+single-process contract (``TrialReport``, patience, divergence, max_steps); ``samples`` counts every replica's
+data, rank 0 evaluates, and ``replica_drift`` (spread of a parameter checksum over the replicas, 0 when they
+agree bitwise) shows that the averaging holds.
 
 Why not DDP: the speech attention model trains through ``encode``/``decode``/``ctc_log_probs`` rather than
 ``forward``, and the tasks call their model's own methods (``greedy``, ``init_hidden``) and save its
@@ -34,7 +34,6 @@ a callback on the sweep driver, then removes what the workers held.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import tempfile
@@ -57,18 +56,18 @@ from ray.util.placement_group import PlacementGroup, placement_group_table, remo
 from ray.util.queue import Empty, Queue
 
 from domains.base import Task, TrainStats
-from orchestrator.trial_loop import STATE_FILE, build_trial_task, quiet_ray_logs, train_loop
+from orchestrator.contract import PLAN_KEY, TrialPlan, TrialReport
+from orchestrator.ray_internals import registered_checkpoints
+from orchestrator.trial_loop import CHECKPOINTS_KEPT, STATE_FILE, build_trial_task, quiet_ray_logs, train_loop
 
 log = logging.getLogger(__name__)
 
 DRIVER_RESOURCES = {"cpu": 0.1}  # the Tune trial only waits on its Train run and relays results
 TRAIN_RUNS_DIR = "data_parallel"  # Train runs by trial key, beside Tune's experiments under <storage>/tune
-CHECKPOINTS_KEPT = 2  # as for Tune's checkpoints of single-process trials
 SHARED_STATE = ("model", "optimizer")  # keys of a task's state_dict that are equal on every replica
 BUCKET_BYTES = 32 << 20  # gradients travel in flat all-reduce buckets of at most this size
 POLL_SECONDS = 0.5  # how often the driver looks whether its Train run has ended while no result comes
 ABORT_SECONDS = 30.0  # a Train run not aborted gracefully by then is killed
-PLACEMENT_GROUP_KEY = "train_placement_group"  # result key: the workers' placement group, for ReleaseWorkers
 RELEASE_AFTER_SECONDS = 10.0  # grace for a stopped trial's own abort before the sweep driver steps in
 COMMIT_WAIT_SECONDS = 60.0  # Task.on_checkpoint (e.g. tests' fault injection): longest wait for Train to register
 
@@ -181,9 +180,8 @@ class ReplicaIO:
         dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
         return float((extremes[:2] + extremes[2:]).abs().max())
 
-    def report(self, result: dict[str, Any], saved: dict[str, Any] | None) -> None:
-        result["replica_drift"] = self.drift()
-        result[PLACEMENT_GROUP_KEY] = self.placement_group
+    def report(self, report: TrialReport, saved: dict[str, Any] | None) -> None:
+        result = replace(report, replica_drift=self.drift(), train_placement_group=self.placement_group).to_result()
         if saved is None:
             ray.train.report(result)
             return
@@ -204,20 +202,10 @@ class ReplicaIO:
         name = Path(checkpoint.path).name
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if name in _registered_checkpoints(storage.storage_filesystem, storage.checkpoint_manager_snapshot_path):
+            if name in registered_checkpoints(storage.storage_filesystem, storage.checkpoint_manager_snapshot_path):
                 return
             time.sleep(0.2)
         log.warning("checkpoint %s not registered by Ray Train after %.0f s", name, timeout)
-
-
-def _registered_checkpoints(filesystem: Any, snapshot_path: str) -> set[str]:
-    """Names of the checkpoints Ray Train's checkpoint manager has registered, from its snapshot in storage."""
-    try:
-        with filesystem.open_input_stream(snapshot_path) as stream:
-            snapshot = json.loads(stream.read())
-    except (OSError, ValueError):  # not written yet, or caught mid-write
-        return set()
-    return {r["checkpoint_dir_name"] for r in snapshot.get("checkpoint_results", [])}
 
 
 def _broadcast_from_lead(model: torch.nn.Module) -> None:
@@ -236,7 +224,7 @@ def run_replica(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: build the task, join the replicas, run the shared training loop."""
     quiet_ray_logs()
     logging.getLogger().setLevel(logging.WARNING)  # Train logs a line per report under its file's path, at INFO
-    plan = loop_config["config"]["trial"]
+    plan = TrialPlan.of(loop_config)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     device = get_device()
@@ -247,22 +235,22 @@ def run_replica(loop_config: dict[str, Any]) -> None:
     task.join_replicas(rank, world_size, sync)
     _broadcast_from_lead(task.model)
     if rank:  # a restored replica gets its own RNG streams back from its checkpoint file
-        torch.manual_seed(replica_seed(plan["seed"], rank))
+        torch.manual_seed(replica_seed(plan.seed, rank))
     train_loop(plan, task, ReplicaIO(task, sync, device))
 
 
 # ------------------------------------------------------------------------------------------------- driver
-def worker_resources(plan: Mapping[str, Any]) -> dict[str, float]:
+def worker_resources(plan: TrialPlan) -> dict[str, float]:
     """One worker's request: the spec's ``cpu`` and ``gpu``. Workers without GPUs that could never all start on
     this cluster (a laptop, where GPU requests were dropped: 4 workers x 1 CPU on 2 cores) share what it has."""
-    cpu, gpu, workers = float(plan["resources"]["cpu"]), float(plan["resources"].get("gpu", 0.0)), plan["workers"]
+    cpu, gpu, workers = float(plan.resources["cpu"]), float(plan.resources.get("gpu", 0.0)), plan.workers
     if gpu:
         return {"CPU": cpu, "GPU": gpu}
     room = ray.cluster_resources().get("CPU", 0.0) - DRIVER_RESOURCES["cpu"]
     if 0 < room < cpu * workers:
         shared = math.floor(room / workers * 1e4) / 1e4  # Ray counts resources in units of 1e-4
         log.warning("%s: %d workers x %g CPU do not fit this cluster's %g CPUs; each gets %g",
-                    plan["trial_key"], workers, cpu, room, shared)
+                    plan.trial_key, workers, cpu, room, shared)
         cpu = shared
     return {"CPU": cpu}
 
@@ -314,20 +302,19 @@ def _abort(controller: ActorHandle) -> None:
     threading.Thread(target=reap, name="train-abort", daemon=True).start()
 
 
-def run_data_parallel(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
+def run_data_parallel(plan: TrialPlan, prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
     """The trial's body when ``workers`` > 1: a Ray Train run of the trial, its results relayed to Tune."""
     quiet_ray_logs()
-    plan = config["trial"]
     storage = tune.get_context().get_storage()
     resources = worker_resources(plan)
     inbox = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         run_replica,
-        train_loop_config={"config": config, "prepared_refs": dict(prepared_refs)},
-        scaling_config=ray.train.ScalingConfig(num_workers=plan["workers"], use_gpu=resources.get("GPU", 0) > 0,
+        train_loop_config={PLAN_KEY: plan.to_config(), "prepared_refs": dict(prepared_refs)},
+        scaling_config=ray.train.ScalingConfig(num_workers=plan.workers, use_gpu=resources.get("GPU", 0) > 0,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=plan["trial_key"], storage_path=f"{storage.storage_fs_path}/{TRAIN_RUNS_DIR}",
+            name=plan.trial_key, storage_path=f"{storage.storage_fs_path}/{TRAIN_RUNS_DIR}",
             storage_filesystem=storage.storage_filesystem, callbacks=[_Relay(inbox)],
             failure_config=ray.train.FailureConfig(max_failures=0),  # retries are the Tune trial's (max_failures)
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
@@ -388,6 +375,7 @@ class ReleaseWorkers(tune.Callback):
         self._ended.clear()
 
     def _note(self, trial: Any) -> None:
-        group = (trial.last_result or {}).get(PLACEMENT_GROUP_KEY)
+        report = TrialReport.from_result(trial.last_result)
+        group = report.train_placement_group if report else None
         if group:
             self._ended.setdefault(group, time.monotonic())

@@ -21,8 +21,6 @@ from orchestrator.contract import TrialPlan, TrialReport, trial_status
 from sweepstore import redact
 
 log = logging.getLogger(__name__)
-TRAIN_PREFIX = TrialReport.TRAIN_PREFIX  # still named here for orchestrator.trainable until it builds TrialReports
-RESTORED_HISTORY = "restored_history"
 WRITE_ATTEMPTS = 3  # a row write is tried this often (object stores fail transiently) before the sweep stops
 RETRY_SECONDS = 1.0  # first pause between attempts; doubled each time
 

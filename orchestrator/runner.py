@@ -44,6 +44,7 @@ from orchestrator.recorder import (
 from orchestrator.spec import SpecError, SweepSpec, parse_spec
 from orchestrator.spec_changes import incompatible_changes
 from orchestrator.trainable import run_trial
+from orchestrator.trial_loop import CHECKPOINTS_KEPT
 from sweepstore import child_uri, local_dir, redact, resolve, write_atomic
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,6 @@ CACHE_DIR = "cache"
 # of that folder into its staging area and uploads the staging area again on each snapshot, which would overwrite
 # the live state with the stale copy.
 ASHA_STATE_SUFFIX = ".grouped_asha.pkl"
-# Tune snapshots the experiment whenever a trial has checkpointed num_to_keep times since the last snapshot;
-# keeping 2 halves those snapshots against 1 and bounds disk use (its warning about them is silenced below).
-CHECKPOINTS_KEPT = 2
 
 
 @dataclass(frozen=True)

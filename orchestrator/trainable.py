@@ -1,6 +1,8 @@
-"""The one Ray Tune trainable every trial runs: build the domain's task and run the shared loop
-(``orchestrator.trial_loop``) in the trial's own process, or, for a model that trains on several data-parallel
-workers, drive a Ray Train run of them (``orchestrator.data_parallel``).
+"""The one Ray Tune trainable every trial runs: train a domain's task on its shard, evaluate, report.
+
+``run_trial`` rebuilds the trial's ``TrialPlan`` from Tune's config once and runs the shared training loop
+(``orchestrator.trial_loop``) with Tune as its ``TrialIO``; a trial whose model trains on several data-parallel
+workers drives a Ray Train run instead, whose workers run the same loop (``orchestrator.data_parallel``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from ray import tune
 
 from domains.base import Task, TrainStats
+from orchestrator.contract import TrialPlan, TrialReport
 from orchestrator.data_parallel import run_data_parallel
 from orchestrator.trial_loop import STATE_FILE, build_trial_task, quiet_ray_logs, train_loop
 
@@ -38,24 +41,24 @@ class TuneIO:
     def evaluate(self, task: Task) -> dict[str, float]:
         return task.evaluate()
 
-    def report(self, result: dict[str, Any], saved: dict[str, Any] | None) -> None:
+    def report(self, report: TrialReport, saved: dict[str, Any] | None) -> None:
         if saved is None:
-            tune.report(result)
+            tune.report(report.to_result())
             return
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(saved, Path(tmp) / STATE_FILE)
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report(report.to_result(), checkpoint=tune.Checkpoint.from_directory(tmp))
 
     def wait_committed(self) -> None:
         """Nothing to wait for: ``tune.report`` returns only once Tune has taken the result and its checkpoint."""
 
 
 def run_trial(config: dict[str, Any], prepared_refs: Mapping[str, ray.ObjectRef]) -> None:
-    """Tune function trainable. ``config["trial"]`` is an ``orchestrator.plan.TrialPlan`` as a dict."""
-    began = time.time()  # this attempt's wall-clock start, model building included (the results' placement)
-    plan = config["trial"]
-    if plan.get("workers", 1) > 1:  # data-parallel: this trial only drives a Ray Train run of its workers
-        run_data_parallel(config, prepared_refs)
+    """Tune function trainable; ``config`` holds the trial's ``TrialPlan`` (``TrialPlan.of``)."""
+    began = time.time()  # this attempt's wall-clock start, model building included
+    plan = TrialPlan.of(config)
+    if plan.data_parallel:  # this trial only drives a Ray Train run of its workers
+        run_data_parallel(plan, prepared_refs)
         return
     quiet_ray_logs()
     task = build_trial_task(plan, prepared_refs, "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")

@@ -1,12 +1,12 @@
-"""The training loop every trial runs, alone or as one replica of a data-parallel trial: train a domain's task in
-chunks, evaluate, report with a checkpoint, and stop itself.
+"""The training loop every trial runs, alone or as one replica of a data-parallel trial.
 
 The trial owns a monotonic resource counter (optimizer steps) that survives restores, unlike Tune's
 ``training_iteration``; per-group ASHA compares trials on it. Each trial also stops itself when its
 validation metric has not improved for ``patience`` evaluations, and records a non-finite training loss as
 divergence instead of crashing. A checkpoint goes with every report, so a retried trial resumes where it
-stopped rather than from step 0. Where it runs is a ``TrialIO``: ``orchestrator.trainable.TuneIO`` for a trial that
-trains alone, ``orchestrator.data_parallel.ReplicaIO`` for each replica of a data-parallel one.
+stopped rather than from step 0. What the loop reports is a ``TrialReport`` (``orchestrator.contract``); where it
+reports to is a ``TrialIO``: Tune for a trial that trains alone (``orchestrator.trainable``), Ray Train for each
+replica of a data-parallel one (``orchestrator.data_parallel``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ray
@@ -24,10 +25,14 @@ from ray.util.metrics import Gauge
 
 from domains.base import Task, TrainStats, TrialSetup
 from domains.registry import get_domain
+from orchestrator.contract import NOT_FINITE_OBJECTIVE, TrialPlan, TrialReport
 from orchestrator.dashboard_metrics import samples_per_second_gauge
-from orchestrator.recorder import RESTORED_HISTORY, TRAIN_PREFIX
 
 STATE_FILE = "trial_state.pt"
+# Checkpoints kept per trial, by Tune (single-process trials) and by Ray Train (data-parallel ones). Tune snapshots
+# the experiment whenever a trial has checkpointed num_to_keep times since the last snapshot; keeping 2 halves
+# those snapshots against 1 and bounds disk use.
+CHECKPOINTS_KEPT = 2
 
 _throughput: Gauge | None = None  # one per worker process, reused across trials
 _prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
@@ -47,20 +52,26 @@ def _improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
 
 
-def _report_throughput(plan: Mapping[str, Any], samples_per_second: float) -> None:
+def _report_throughput(plan: TrialPlan, samples_per_second: float) -> None:
     global _throughput
     if _throughput is None:
         _throughput = samples_per_second_gauge()
-    _throughput.set(samples_per_second, tags={"domain": plan["domain"], "family": plan["family"],
-                                              "width": str(plan["width"])})
+    _throughput.set(samples_per_second, tags={"domain": plan.domain, "family": plan.family,
+                                              "width": str(plan.width)})
 
 
-def _placement(began: float) -> dict[str, Any]:
-    """Where and when this attempt ran (node, GPU ids, wall-clock start and this report's time), so placement and
-    GPU-slot utilization can be checked from the results store alone."""
-    # GPU ids as one comma-separated string: Tune's loggers take scalars and strings, not lists
-    return {"node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": ",".join(map(str, ray.get_gpu_ids())),
-            "run_started_at": began, "reported_at": time.time()}
+@dataclass(frozen=True)
+class _Placement:
+    node_id: str
+    gpu_ids: str  # comma-separated: Tune's loggers take scalars and strings, not lists
+    run_started_at: float
+
+
+def _placement(began: float) -> _Placement:
+    """Where and when this attempt runs, so placement and GPU-slot utilization can be checked from the results
+    store alone."""
+    return _Placement(node_id=ray.get_runtime_context().get_node_id(),
+                      gpu_ids=",".join(map(str, ray.get_gpu_ids())), run_started_at=began)
 
 
 def quiet_ray_logs() -> None:
@@ -70,8 +81,8 @@ def quiet_ray_logs() -> None:
 
 
 class TrialIO(Protocol):
-    """What the shared training loop needs from where it runs: ``TuneIO`` for a trial that trains alone, one
-    replica's ``orchestrator.data_parallel.ReplicaIO`` for a data-parallel trial."""
+    """What the shared training loop needs from where it runs: ``orchestrator.trainable.TuneIO`` for a trial that
+    trains alone, one replica's ``orchestrator.data_parallel.ReplicaIO`` for a data-parallel trial."""
 
     lead: bool  # the process that reports throughput and calls Task.on_checkpoint (alone, or rank 0)
 
@@ -84,26 +95,27 @@ class TrialIO(Protocol):
     def evaluate(self, task: Task) -> dict[str, float]:
         """``task.evaluate()``, the same on every process."""
 
-    def report(self, result: dict[str, Any], saved: dict[str, Any] | None) -> None:
-        """Report ``result``, with a checkpoint of ``saved`` unless it is None (the trial's last report)."""
+    def report(self, report: TrialReport, saved: dict[str, Any] | None) -> None:
+        """Report ``report``, with a checkpoint of ``saved`` unless it is None (the trial's last report)."""
 
     def wait_committed(self) -> None:
         """Return once the last reported checkpoint is where a retry of the trial will look for it."""
 
 
-def build_trial_task(plan: Mapping[str, Any], prepared_refs: Mapping[str, ray.ObjectRef], device: str) -> Task:
+def build_trial_task(plan: TrialPlan, prepared_refs: Mapping[str, ray.ObjectRef], device: str) -> Task:
     """The domain's task of a planned trial on ``device`` (every replica of a data-parallel trial builds one)."""
-    torch.set_num_threads(plan["threads"])
-    setup = TrialSetup(family=plan["family"], fraction=plan["fraction"], width=plan["width"],
-                       hparams=plan["hparams"], seed=plan["seed"], threads=plan["threads"], device=device)
-    return get_domain(plan["domain"]).build_task(prepared_data(prepared_refs, plan["domain"]), setup)
+    torch.set_num_threads(plan.threads)
+    setup = TrialSetup(family=plan.family, fraction=plan.fraction, width=plan.width, hparams=plan.hparams,
+                       seed=plan.seed, threads=plan.threads, device=device)
+    return get_domain(plan.domain).build_task(prepared_data(prepared_refs, plan.domain), setup)
 
 
-def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | None = None) -> None:
+def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = None) -> None:
     """Train in chunks of ``eval_every`` steps, evaluate and report (with a checkpoint) until the trial stops
     itself: diverged, ``max_steps`` or ``patience``. Every process of a trial runs it and takes the same
     decisions, so single-process and data-parallel trials keep one contract."""
-    stop = plan["stopping"]
+    stop = plan.stopping
+    # the checkpointed progress: its keys are what checkpoints of earlier attempts (and older code) hold
     state: dict[str, Any] = {"steps": 0, "samples": 0.0, "iteration": 0, "best": {}, "since_best": 0,
                              "elapsed": 0.0, "restores": 0, "history": []}
     saved = io.restore()
@@ -114,12 +126,12 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
     # the iterations before a restore, sent once with this attempt's first report: the driver that recorded
     # them may be gone (driver killed and the experiment resumed), and the trial's history must stay whole
     restored_history = json.dumps(state["history"]) if state["history"] else None
-    metric = plan["metric"]
+    metric = plan.metric
     started = time.monotonic() - state["elapsed"]
-    began = time.time() if began is None else began  # wall clock: this attempt's start (see _placement)
+    placement = _placement(time.time() if began is None else began)
 
     while True:
-        chunk = min(stop["eval_every"], stop["max_steps"] - state["steps"])
+        chunk = min(stop.eval_every, stop.max_steps - state["steps"])
         tick = time.monotonic()
         stats = io.train(task, chunk)
         if io.lead:
@@ -131,7 +143,7 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
         metrics = {k: float("nan") for k in io.evaluate(task)} if diverged else io.evaluate(task)
         diverged = diverged or not math.isfinite(metrics.get(metric, float("nan")))
         value = metrics.get(metric, float("nan"))
-        if not diverged and _improved(value, state["best"].get(metric, math.inf), stop["min_delta"]):
+        if not diverged and _improved(value, state["best"].get(metric, math.inf), stop.min_delta):
             state["since_best"] = 0
         else:
             state["since_best"] += 1
@@ -147,28 +159,24 @@ def train_loop(plan: Mapping[str, Any], task: Task, io: TrialIO, began: float | 
         reason = None
         if diverged:
             reason = "diverged"
-        elif state["steps"] >= stop["max_steps"]:
+        elif state["steps"] >= stop.max_steps:
             reason = "max_steps"
-        elif stop["patience"] is not None and state["since_best"] >= stop["patience"]:
+        elif stop.patience is not None and state["since_best"] >= stop.patience:
             reason = "patience"
 
-        result = {
-            "steps": state["steps"], "samples": state["samples"], "iter": state["iteration"],
-            "train_loss": stats.loss, "objective": value if math.isfinite(value) else 1e30,
-            "best_objective": state["best"].get(metric, float("nan")), "num_params": task.num_params,
-            "elapsed": state["elapsed"], "restores": state["restores"],
-            "final": reason is not None, "stop_reason": reason or "",
-            **{f"val/{k}": v for k, v in metrics.items()},
-            **{f"best/{k}": v for k, v in state["best"].items()},
-            **{f"{TRAIN_PREFIX}{k}": float(v) for k, v in stats.extra.items()},
-            **_placement(began),
-        }
-        if restored_history is not None:
-            result[RESTORED_HISTORY] = restored_history
-            restored_history = None
+        report = TrialReport(
+            iteration=state["iteration"], steps=state["steps"], samples=state["samples"], train_loss=stats.loss,
+            objective=value if math.isfinite(value) else NOT_FINITE_OBJECTIVE,
+            best_objective=state["best"].get(metric, float("nan")), num_params=task.num_params,
+            elapsed=state["elapsed"], restores=state["restores"], final=reason is not None,
+            stop_reason=reason or "", metrics=dict(metrics), best=dict(state["best"]),
+            train_extra={k: float(v) for k, v in stats.extra.items()}, node_id=placement.node_id,
+            gpu_ids=placement.gpu_ids, run_started_at=placement.run_started_at, reported_at=time.time(),
+            restored_history=restored_history)
+        restored_history = None
         if reason is not None:
-            io.report(result, None)  # nothing left to resume: skip the checkpoint
+            io.report(report, None)  # nothing left to resume: skip the checkpoint
             return
-        io.report(result, {"task": task.state_dict(), "progress": state})
+        io.report(report, {"task": task.state_dict(), "progress": state})
         if io.lead:
             task.on_checkpoint(state["iteration"], io.wait_committed)

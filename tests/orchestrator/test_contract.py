@@ -63,6 +63,4 @@ def test_nothing_outside_the_contract_reads_plans_or_results_by_string() -> None
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"""plan\[["']|\[["']trial["']\]|result\[["']|result\.get\(["']""", line):
                 offenders.append(f"{path.name}:{n}: {line.strip()}")
-    if any(o.startswith(("trainable.py", "data_parallel.py")) for o in offenders):
-        pytest.xfail("trainable.py and data_parallel.py move onto the contract after the domain framework lands")
     assert not offenders, "\n".join(offenders)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from orchestrator.runner import run_sweep, trial_resources
 from orchestrator.spec import parse_spec
 from orchestrator.trial_loop import STATE_FILE
 from tests.orchestrator.dies_once import NAME as DIES_ONCE
+from tests.orchestrator.plans import make_plan
 from tests.s3_server import free_port
 
 LM_DATA = {"vocab_size": 1000, "max_valid_words": 1500, "max_valid_chars": 6000}
@@ -108,10 +110,10 @@ def dp_spec(corpus: Path, storage: Path, fail_marker: Path) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_workers_without_gpus_share_a_cluster_too_small_for_them(ray_session: None) -> None:
-    plan = {"trial_key": "k", "workers": 4, "resources": {"cpu": 1.0, "gpu": 0.0}}
+    plan = make_plan("k", workers=4, resources={"cpu": 1.0, "gpu": 0.0})
     assert worker_resources(plan) == {"CPU": 0.475}  # (2 CPUs - the driver's 0.1) / 4
-    assert worker_resources({**plan, "workers": 2, "resources": {"cpu": 0.5, "gpu": 0.0}}) == {"CPU": 0.5}
-    assert worker_resources({**plan, "resources": {"cpu": 1.0, "gpu": 1.0}}) == {"CPU": 1.0, "GPU": 1.0}
+    assert worker_resources(replace(plan, workers=2, resources={"cpu": 0.5, "gpu": 0.0})) == {"CPU": 0.5}
+    assert worker_resources(replace(plan, resources={"cpu": 1.0, "gpu": 1.0})) == {"CPU": 1.0, "GPU": 1.0}
 
 
 @pytest.mark.slow

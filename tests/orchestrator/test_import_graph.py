@@ -8,12 +8,9 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "fitting", "domains", "sweepstore")
 CONCRETE_DOMAINS = [["domains", p.parent.name] for p in (ROOT / "domains").glob("*/__init__.py")]
-STILL_MOVING = {"orchestrator.trainable", "orchestrator.data_parallel"}  # until the domain framework lands
 
 
 def module_name(path: Path) -> str:
@@ -107,21 +104,13 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def pending(items: list[str]) -> bool:
-    return bool(items) and all(any(m in item for m in STILL_MOVING) for item in items)
-
-
 def test_no_import_cycles() -> None:
     found = cycles(graph()[0])
-    if pending([" ".join(c) for c in found]):
-        pytest.xfail(f"cycle through modules still being reworked: {found}")
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
 def test_no_private_name_is_imported_from_another_module() -> None:
     private = graph()[1]
-    if pending(private):
-        pytest.xfail(f"private imports in modules still being reworked: {private}")
     assert not private, "\n".join(private)
 
 
