@@ -114,7 +114,7 @@ class TrialReport:
     reported_at: float | None = None
     restored_history: str | None = None  # JSON list of history rows before a restore, sent once after it
     replica_drift: float | None = None  # data-parallel: spread of a parameter checksum over the replicas
-    train_placement_group: Any = None  # data-parallel: the workers' placement group, for ReleaseWorkers
+    train_placement_group: str | None = None  # data-parallel: the workers' placement group (hex), for ReleaseWorkers
 
     # Result keys: Tune, ASHA (TIME_ATTR, OBJECTIVE) and the loggers see these names; renaming one renames it
     # everywhere. Stored rows do not use them (orchestrator.recorder maps reports to the store's columns).

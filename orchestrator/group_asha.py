@@ -82,7 +82,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         group_fn: GroupFn,
         *,
         unit_fn: GroupFn = configuration_of,
-        time_attr: str = "steps",
+        time_attr: str = TrialReport.TIME_ATTR,
         metric: str | None = None,
         mode: str | None = None,
         max_t: int = 100,
