@@ -9,6 +9,7 @@ so the quickstart and the tests read them through the same array loader as any s
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pyarrow.fs as pafs
 import torch
 from pydantic import BaseModel, Field
 
@@ -43,6 +45,7 @@ from domains.image.models import ScaledResNet, build_model
 from domains.image.task import HPARAMS, ImageHParams, ImageTask, ResNetHParams
 from domains.model_domain import ModelDomain
 from domains.shards import class_balanced_permutation
+from sweepstore import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -220,10 +223,10 @@ def write_digits(folder: Path) -> Path:
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # pixel values 0..16 in the source
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{DIGITS_FILE}.{os.getpid()}.npz"
-    np.savez(tmp, images=images, labels=digits.target.astype(np.int64),
+    blob = io.BytesIO()
+    np.savez(blob, images=images, labels=digits.target.astype(np.int64),
              classes=np.array([str(c) for c in digits.target_names]))
-    os.replace(tmp, path)
+    write_atomic(pafs.LocalFileSystem(), str(path), blob.getvalue())
     return path
 
 
