@@ -77,7 +77,7 @@ class RHNHParams(RecurrentLMHParams, family="word_rhn", what="LM word RHN"):
     """The word RHN family (``domains.lm.rhn``): recurrence depth, transform-gate bias, state dropout."""
 
     depth: int = 5  # highway micro-layers per time step
-    gate_bias: float = -2.0  # initial transform-gate bias: negative, so the carry gate dominates at first
+    gate_bias: float = -3.0  # initial transform-gate bias: negative, so the carry gate dominates at first
     state_dropout: float = 0.0  # variational dropout on the state each micro-layer reads
 
     def check(self) -> None:
