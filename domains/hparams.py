@@ -74,7 +74,10 @@ class HParams:
     The learning-rate schedule (``lr_at``) is shared too: a linear warm-up over ``warmup_steps``, then ``schedule``
     decays the rate to ``lr_floor`` × ``lr`` at ``decay_steps``. ``decay_steps`` 0 means "the trial's budget": the
     planner fills in the family's ``early_stopping.max_steps`` (``orchestrator.plan``); a task built without a
-    plan (0 left) keeps the peak rate after warm-up."""
+    plan (0 left) keeps the peak rate after warm-up. Cosine is the default because a constant rate's minimum is
+    limited by optimizer noise, most at the largest shards: on the quickstart (seed 0, one run each) the largest
+    shard's best value was, cosine against constant, LM char 2.593 vs 2.625 bpc, LM word 4.193 vs 4.222 nats,
+    image resnet 1.67% vs 1.95% top-1 error."""
 
     optimizer: str = "adam"  # one of ``optimizers``
     lr: float = 1e-3  # peak learning rate (after any warm-up)
