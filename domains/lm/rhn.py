@@ -35,7 +35,7 @@ RHNHidden = tuple[torch.Tensor]
 class RHNCell(nn.Module):
     """One RHN layer of ``depth`` micro-layers, run over a (batch, time, input) sequence."""
 
-    def __init__(self, input_size: int, width: int, depth: int, gate_bias: float = -2.0,
+    def __init__(self, input_size: int, width: int, depth: int, gate_bias: float = -3.0,
                  state_dropout: float = 0.0) -> None:
         super().__init__()
         if input_size < 1 or width < 1 or depth < 1 or not 0.0 <= state_dropout < 1.0:
@@ -80,7 +80,7 @@ class RHNCell(nn.Module):
 class RecurrentHighwayLM(nn.Module):
     """Embedding → dropout → RHN (``depth`` micro-layers) → dropout → linear decoder over the vocabulary."""
 
-    def __init__(self, vocab: int, width: int, depth: int, dropout: float = 0.0, gate_bias: float = -2.0,
+    def __init__(self, vocab: int, width: int, depth: int, dropout: float = 0.0, gate_bias: float = -3.0,
                  state_dropout: float = 0.0, tie_weights: bool = False) -> None:
         super().__init__()
         if vocab < 2 or not 0.0 <= dropout < 1.0:
