@@ -20,11 +20,11 @@ def test_the_quickstart_spec_is_package_data() -> None:
 
 
 def test_every_preset_is_a_valid_spec() -> None:
-    assert {"quickstart", "paper-image", "paper-nmt", "paper-speech"} <= set(preset_names())
+    assert {"quickstart", "paper-image", "paper-lm", "paper-nmt", "paper-speech"} <= set(preset_names())
     for name in preset_names():
         assert load_spec(preset_path(name)).domains
 
 
 def test_an_unknown_preset_lists_the_packaged_ones() -> None:
-    with pytest.raises(FileNotFoundError, match=r"no packaged sweep spec 'paper-lm'; packaged: .*quickstart"):
-        preset_path("paper-lm")
+    with pytest.raises(FileNotFoundError, match=r"no packaged sweep spec 'paper-ocr'; packaged: .*quickstart"):
+        preset_path("paper-ocr")
