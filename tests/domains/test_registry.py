@@ -16,7 +16,7 @@ from domains.registry import UnknownDomainError, get_domain, installed_domains
 def test_lm_is_installed_through_its_entry_point() -> None:
     assert installed_domains()["lm"].value == "domains.lm:LMDomain"
     lm = get_domain("lm")
-    assert isinstance(lm, Domain) and set(lm.families) == {"word", "char"}
+    assert isinstance(lm, Domain) and set(lm.families) == {"word", "char", "word_rhn", "char_rhn"}
 
 
 def test_unknown_domain_lists_the_installed_ones() -> None:

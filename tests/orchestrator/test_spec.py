@@ -72,7 +72,7 @@ def test_plugin_checks_name_domain_family_and_hparams() -> None:
         resolve_domains(parse_spec(data))
     msg = str(err.value)
     assert "domains.imagenet: unknown domain 'imagenet'; installed domains: " in msg and "lm" in msg
-    assert "domains.lm.families: unknown family 'rnn-transducer'; allowed: char, word" in msg
+    assert "domains.lm.families: unknown family 'rnn-transducer'; allowed: char, char_rhn, word, word_rhn" in msg
     assert "domains.lm.hparams.learning_rate: not a hyperparameter of lm/word; allowed:" in msg and "lr" in msg
 
 
