@@ -55,23 +55,27 @@ class LMSource(SourceModel):
     max_valid_chars: int | None = Field(200000, ge=2)
 
 
+TOKEN_METRICS: Mapping[str, tuple[str, Mapping[str, str], str]] = {
+    "word": ("val_xent", {"val_xent": "nats/word", "val_ppl": "perplexity per word"}, "words"),
+    "char": ("val_bpc", {"val_bpc": "bits/char", "val_ppl": "perplexity per char"}, "characters"),
+}
+
+
+def lm_family(tokens: str, model: str) -> FamilyInfo:
+    """A family's metrics and size unit follow its token stream (nats/word and words, or bits/char and characters)."""
+    metric, metrics, unit = TOKEN_METRICS[tokens]
+    level = "word" if tokens == "word" else "character"
+    return FamilyInfo(metric=metric, metrics=metrics, description=f"{level}-level {model} LM", size_unit=unit)
+
+
 class LMDomain(ModelDomain, name="lm", size_unit="words"):
     """Word LM (nats/word) and char LM (bits/char) learning curves on nested shards of a text corpus."""
 
     families: ClassVar[Mapping[str, FamilyInfo]] = {
-        "word": FamilyInfo(metric="val_xent",
-                           metrics={"val_xent": "nats/word", "val_ppl": "perplexity per word"},
-                           description="word-level LSTM LM", size_unit="words"),
-        "char": FamilyInfo(metric="val_bpc",
-                           metrics={"val_bpc": "bits/char", "val_ppl": "perplexity per char"},
-                           description="character-level LSTM LM", size_unit="characters"),
-        "word_rhn": FamilyInfo(metric="val_xent",
-                               metrics={"val_xent": "nats/word", "val_ppl": "perplexity per word"},
-                               description="word-level recurrent highway network LM", size_unit="words"),
-        "char_rhn": FamilyInfo(metric="val_bpc",
-                               metrics={"val_bpc": "bits/char", "val_ppl": "perplexity per char"},
-                               description="character-level recurrent highway network LM",
-                               size_unit="characters"),
+        "word": lm_family("word", "LSTM"),
+        "char": lm_family("char", "LSTM"),
+        "word_rhn": lm_family("word", "recurrent highway network"),
+        "char_rhn": lm_family("char", "recurrent highway network"),
     }
     source_model: ClassVar[type[BaseModel]] = LMSource
 

@@ -13,6 +13,14 @@ from torch import nn
 Hidden = tuple[torch.Tensor, torch.Tensor]
 
 
+def check_shape(what: str, sizes: dict[str, tuple[int, int]], rates: dict[str, float]) -> None:
+    """ValueError naming every size and rate of a ``what`` model when a size (value, minimum) is below its minimum
+    or a dropout rate lies outside [0, 1): a bad shape fails where the model is built, all values in the message."""
+    if any(value < low for value, low in sizes.values()) or not all(0.0 <= r < 1.0 for r in rates.values()):
+        shown = [f"{name}={value}" for name, (value, _) in sizes.items()] + [f"{k}={v}" for k, v in rates.items()]
+        raise ValueError(f"bad {what} shape: {', '.join(shown)}")
+
+
 def init_embedding_and_decoder(embed: nn.Embedding, decoder: nn.Linear, tie_weights: bool) -> None:
     """Initialize every LM family's input embedding and softmax layer alike (uniform ±0.1, zero bias); with
     ``tie_weights`` the decoder takes the embedding's matrix. Called after all modules exist, so the torch RNG
@@ -31,9 +39,7 @@ class RecurrentLM(nn.Module):
     def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.0,
                  tie_weights: bool = False) -> None:
         super().__init__()
-        if vocab < 2 or width < 1 or layers < 1 or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"bad LM shape: vocab={vocab}, width={width}, layers={layers}, "
-                             f"dropout={dropout}")
+        check_shape("LM", {"vocab": (vocab, 2), "width": (width, 1), "layers": (layers, 1)}, {"dropout": dropout})
         self.vocab, self.width, self.layers = vocab, width, layers
         self.embed = nn.Embedding(vocab, width)
         self.drop = nn.Dropout(dropout)

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from domains.lm.models import init_embedding_and_decoder
+from domains.lm.models import check_shape, init_embedding_and_decoder
 
 RHNHidden = tuple[torch.Tensor]
 
@@ -38,9 +38,8 @@ class RHNCell(nn.Module):
     def __init__(self, input_size: int, width: int, depth: int, gate_bias: float = -3.0,
                  state_dropout: float = 0.0) -> None:
         super().__init__()
-        if input_size < 1 or width < 1 or depth < 1 or not 0.0 <= state_dropout < 1.0:
-            raise ValueError(f"bad RHN shape: input_size={input_size}, width={width}, depth={depth}, "
-                             f"state_dropout={state_dropout}")
+        check_shape("RHN", {"input_size": (input_size, 1), "width": (width, 1), "depth": (depth, 1)},
+                    {"state_dropout": state_dropout})
         self.width, self.depth, self.state_dropout = width, depth, state_dropout
         # Stored input-major so a step is one addmm: columns [:width] feed h, [width:] feed the transform gate t.
         self.input_weight = nn.Parameter(torch.empty(input_size, 2 * width))  # [W_H W_T]^T, micro-layer 1 only
@@ -83,8 +82,7 @@ class RecurrentHighwayLM(nn.Module):
     def __init__(self, vocab: int, width: int, depth: int, dropout: float = 0.0, gate_bias: float = -3.0,
                  state_dropout: float = 0.0, tie_weights: bool = False) -> None:
         super().__init__()
-        if vocab < 2 or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"bad RHN LM shape: vocab={vocab}, dropout={dropout}")
+        check_shape("RHN LM", {"vocab": (vocab, 2)}, {"dropout": dropout})
         self.vocab, self.width, self.depth = vocab, width, depth
         self.embed = nn.Embedding(vocab, width)
         self.drop = nn.Dropout(dropout)
