@@ -45,7 +45,6 @@ class NMTHParams(HParams, family="lstm", what="NMT lstm"):
 
     lr: float = 3e-3
     batch_size: int = 32  # sentence pairs per step
-    warmup_steps: int = 0  # linear learning-rate warm-up from 0 over this many steps
     layers: int = 2  # encoder and decoder layers alike
     dropout: float = 0.1  # on embeddings, between layers and before the softmax
     clip: float = 1.0  # gradient-norm threshold (<= 0: no clipping)

@@ -40,7 +40,6 @@ class SpeechHParams(HParams, what="speech model"):
     conv_channels: int = 32  # channels of the convolutional front end
     dropout: float = 0.1  # in the recurrent / attention layers
     clip: float = 5.0  # gradient-norm clipping (0 or less: off)
-    warmup_steps: int = 0  # steps of linear learning-rate ramp from 0
     specaugment: bool = False  # mask frequency bands and time spans while training
 
     def check(self) -> None:
