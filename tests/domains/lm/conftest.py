@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from domains.lm import LMDomain
+from domains.lm.data import LMData
+
 # Real English (the opening of the Python tutorial's "if" and "for" sections and a few proverbs), with
 # rare words on purpose so vocabulary cut-offs matter.
 TEXT = """The if statement is used for conditional execution .
@@ -48,3 +51,14 @@ def sentences() -> list[str]:
 def write_lines() -> Callable[[Path, list[str] | str], Path]:
     """Write lines (or raw text) to a file, creating folders."""
     return _write
+
+
+@pytest.fixture
+def data(tmp_path: Path, sentences: list[str], write_lines: Callable[..., Path]) -> LMData:
+    """The LM domain's prepared data for these sentences: the first two for validation, the rest for training."""
+    write_lines(tmp_path / "train.txt", sentences[2:])
+    write_lines(tmp_path / "valid.txt", sentences[:2])
+    domain = LMDomain()
+    source = domain.source_model(train=str(tmp_path / "train.txt"), valid=str(tmp_path / "valid.txt"),
+                                 min_char_count=1)
+    return domain.prepare(source, tmp_path / "cache")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,17 +15,6 @@ from domains.lm.task import LMTask
 from domains.training import count_parameters
 
 FAST = {"batch_size": 8, "bptt": 16}
-
-
-@pytest.fixture
-def data(tmp_path: Path, sentences: list[str], write_lines: Callable[..., Path]) -> LMData:
-    root = tmp_path
-    write_lines(root / "train.txt", sentences[2:])
-    write_lines(root / "valid.txt", sentences[:2])
-    domain = LMDomain()
-    source = domain.source_model(train=str(root / "train.txt"), valid=str(root / "valid.txt"),
-                                 min_char_count=1)
-    return domain.prepare(source, root / "cache")
 
 
 def task(data: LMData, family: str, width: int = 32, seed: int = 0, fraction: float = 1.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
@@ -76,16 +75,6 @@ def test_gradients_reach_the_first_micro_layer_at_depth_10() -> None:
     assert model.cell.input_weight.grad.norm() > 0  # the input enters only the first micro-layer
     first_token = model.embed.weight.grad[tokens[:, 0]]  # the first token's embedding, 19 steps back
     assert first_token.norm() > 1e-8 and math.isfinite(first_token.norm().item())
-
-
-@pytest.fixture
-def data(tmp_path: Path, sentences: list[str], write_lines: Callable[..., Path]) -> LMData:
-    write_lines(tmp_path / "train.txt", sentences[2:])
-    write_lines(tmp_path / "valid.txt", sentences[:2])
-    domain = LMDomain()
-    source = domain.source_model(train=str(tmp_path / "train.txt"), valid=str(tmp_path / "valid.txt"),
-                                 min_char_count=1)
-    return domain.prepare(source, tmp_path / "cache")
 
 
 def rhn_task(data: LMData, family: str, width: int = 32, **hparams: object) -> LMTask:
