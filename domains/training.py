@@ -19,13 +19,9 @@ import torch
 
 from domains.base import Share, Task, TrainStats
 from domains.hparams import HParams
+from domains.parameters import count_parameters
 from domains.task_state import restore, snapshot
 from domains.train_loop import LossMeter, optimizer_step
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Trainable parameters: the model size of a learning curve."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @contextmanager
@@ -50,6 +46,7 @@ class TrainingTask(Task):
         self.model = model.to(self.device)
         self.optimizer = hp.optimizer_for(self.model)
         self.num_params = count_parameters(self.model)
+        self.non_embedding_params = count_parameters(self.model, embeddings=False)
         self.steps_done = 0  # optimizer updates so far: the schedule's clock
         self.diverged = False
 

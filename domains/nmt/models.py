@@ -20,7 +20,7 @@ one joint BPE model, so sizes match).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,11 @@ class Seq2Seq(nn.Module):
         self.vocab, self.width = vocab, width
         self.src_embed = nn.Embedding(vocab, width)
         self.tgt_embed = nn.Embedding(vocab, width)
+
+    def embedding_parameters(self) -> Iterator[nn.Parameter]:
+        """The softmax layer ``out`` (both families define it): with the embedding tables, what
+        ``domains.parameters.count_parameters(embeddings=False)`` leaves out."""
+        return self.out.parameters()
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Logits (batch, target time, vocab) for each next target token given the previous ones."""

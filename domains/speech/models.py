@@ -18,6 +18,7 @@ the CTC blank and the decoder's start/end token; characters are ids 1..len(alpha
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,10 @@ class DeepSpeech2(nn.Module):
         self.rnn = BiRNN(self.front.out_dim, width, rnn_layers, rnn_type, dropout)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(2 * width, vocab)
+
+    def embedding_parameters(self) -> Iterator[nn.Parameter]:
+        """The character softmax layer: what ``domains.parameters.count_parameters(embeddings=False)`` leaves out."""
+        return self.head.parameters()
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities (batch, time', vocab) and their lengths."""
@@ -145,6 +150,12 @@ class AttentionEncoderDecoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(width, vocab)
+
+    def embedding_parameters(self) -> Iterator[nn.Parameter]:
+        """The CTC and decoder softmax layers (the character embedding is found by type): what
+        ``domains.parameters.count_parameters(embeddings=False)`` leaves out."""
+        yield from self.ctc_head.parameters()
+        yield from self.out.parameters()
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder states (batch, time/4, width) and their lengths."""
