@@ -22,6 +22,8 @@ from fitting.laws import jsonable
 
 USABLE_STATUSES = ("completed", "stopped")
 JSON_COLUMNS = ("hparams", "best_metrics", "final_metrics")
+FRAME_COLUMNS = ("train_size", "fraction", "config_key", "value", "width", "num_params", "trial_key", "seed",
+                 "hparams", "non_embedding_params", "status", "stop_reason", "converged", "metric")
 
 
 @dataclass
@@ -39,6 +41,15 @@ class ShardPoint:
     n_trials: int  # usable trials at this shard, all configurations
     n_configs: int = 0  # configurations compared at this shard
     hparams: dict[str, Any] = field(default_factory=dict)  # the best configuration's hyperparameters
+    best_params_non_embedding: int | None = None  # non_embedding_params of the best configuration
+    # Diagnostics (fitting.diagnostics sets them): converged per trial of trial_keys (None: unknown), the best
+    # configuration still improving at its cap, its width at the grid's edge ("largest"/"smallest": β_p
+    # censored; None: one width here), and searched hyperparameters whose best value is at a range edge.
+    trial_converged: list[bool | None] = field(default_factory=list)
+    not_converged: bool | None = None
+    width_at_edge: bool | None = None
+    width_edge: str | None = None
+    hparam_at_edge: dict[str, str] = field(default_factory=dict)  # name -> "low" | "high"
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
@@ -48,7 +59,8 @@ class ShardPoint:
 class TrialSet:
     """Usable trials of one (domain, family) with the value being fitted, one row per trial.
 
-    ``frame`` columns: train_size, fraction, config_key, value, width, num_params, trial_key, seed, hparams.
+    ``frame`` columns: train_size, fraction, config_key, value, width, num_params, trial_key, seed, hparams (parsed
+    to dicts), and for the diagnostics non_embedding_params, status, stop_reason, converged, metric.
     """
 
     frame: pd.DataFrame
@@ -113,8 +125,7 @@ def usable_trials(df: pd.DataFrame, metric: str | None = None) -> TrialSet:
     name = metric or primary_metric(df)
     n = len(df)
     if n == 0:
-        return TrialSet(pd.DataFrame(columns=["train_size", "fraction", "config_key", "value", "width",
-                                              "num_params", "trial_key", "seed", "hparams"]), name, 0)
+        return TrialSet(pd.DataFrame(columns=list(FRAME_COLUMNS)), name, 0)
     primary = (df["metric"].astype(str).to_numpy() == name) if "metric" in df.columns else np.zeros(n, bool)
     value = np.full(n, np.nan)
     if "best_value" in df.columns:
@@ -143,7 +154,12 @@ def usable_trials(df: pd.DataFrame, metric: str | None = None) -> TrialSet:
         "num_params": column("num_params"),
         "trial_key": column("trial_key"),
         "seed": column("seed"),
-        "hparams": column("hparams"),
+        "hparams": _parse_column(list(column("hparams"))),
+        "non_embedding_params": column("non_embedding_params"),
+        "status": column("status"),
+        "stop_reason": column("stop_reason"),
+        "converged": column("converged"),
+        "metric": column("metric"),
     })
     return TrialSet(frame.reset_index(drop=True), name, int(n - ok.sum()))
 
@@ -170,7 +186,8 @@ def best_per_shard(trials: TrialSet) -> list[ShardPoint]:
     index = groups.indices
     per_shard = f.groupby("train_size")
     n_trials, n_configs = per_shard.size(), per_shard["config_key"].nunique()
-    col = {c: f[c].to_numpy() for c in ("fraction", "width", "num_params", "trial_key", "seed", "hparams")}
+    col = {c: f[c].to_numpy() for c in ("fraction", "width", "num_params", "trial_key", "seed", "hparams",
+                                        "non_embedding_params")}
     points = []
     for size, key, value in best[["train_size", "config_key", "value"]].itertuples(index=False):
         rows = index[(size, key)]
@@ -187,6 +204,7 @@ def best_per_shard(trials: TrialSet) -> list[ShardPoint]:
             n_trials=int(n_trials[size]),
             n_configs=int(n_configs[size]),
             hparams=_parse(col["hparams"][first]),
+            best_params_non_embedding=_int_or_none(col["non_embedding_params"][first]),
         ))
     return sorted(points, key=lambda p: p.train_size)
 

@@ -13,11 +13,13 @@ together), and the weighted line through them has a calibrated Student-t interva
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
+from scipy import optimize, stats
+
+from fitting.laws import ModelSizeFit, fit_model_size
 
 MIN_SHARDS = 3
 
@@ -148,3 +150,42 @@ def fit_best_size(trials: pd.DataFrame, sizes: list[float]) -> BestSizeLaw | Non
         return None  # mostly extrapolated beyond the widths: the sweep does not locate the best size
     return BestSizeLaw(float(coef[0]), float(coef[1]), hat @ cov_ell @ hat.T, dof, c, m, ell, outside,
                        1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else math.nan)
+
+
+@dataclass
+class SizeFit:
+    """β_p on one parameter count (all parameters, or without embeddings): the law, how it was found, why not."""
+
+    fit: ModelSizeFit | None
+    law: BestSizeLaw | None  # set when the best size was interpolated between widths
+    notes: list[str] = field(default_factory=list)
+    reason: str = ""  # why ``fit`` is None
+
+
+def fit_size(trials: pd.DataFrame, sizes: list[float], best_params: list[int | None], column: str = "num_params",
+             what: str = "β_p") -> SizeFit:
+    """The best-size law on ``column`` of ``trials`` (the shards ``sizes``, their best configurations' counts
+    ``best_params``): interpolated between widths when the scores allow, else a line through the best counts."""
+    if trials["width"].nunique() < 2:
+        return SizeFit(None, None, reason=f"{what} not fitted: one model width in this sweep (β_p needs several)")
+    if not all(v is not None and v > 0 for v in best_params):
+        counts = pd.to_numeric(trials[column], errors="coerce") if column in trials.columns else pd.Series([])
+        why = "the store has no" if counts.isna().all() else "missing for some shards:"
+        return SizeFit(None, None, reason=f"{what} not fitted: {why} {column}"
+                       + (" (trials written before it was recorded)" if counts.isna().all() else ""))
+    frame = trials if column == "num_params" else trials.assign(num_params=trials[column])
+    law = fit_best_size(frame, sizes)
+    if law is not None:
+        notes = [f"{what}: best model size beyond the searched widths at sizes {law.outside}: it leans on "
+                 "extrapolated best sizes there"] if law.outside else []
+        return SizeFit(ModelSizeFit(law.sigma, law.beta_p, law.r2, int(law.sizes.size)), law, notes)
+    return SizeFit(fit_model_size(sizes, best_params), None, [
+        f"{what}: best model size not interpolated between widths (no curvature in the scores, too few widths "
+        "per shard, or the best size beyond the searched widths at most shards): from the best configuration's "
+        f"{column}"])
+
+
+def beta_p_interval(law: BestSizeLaw, level: float) -> tuple[float, float]:
+    """Student-t interval of β_p from the law's covariance (the interval the main β_p gets from this law)."""
+    half = float(stats.t.ppf(0.5 + level / 2, law.dof)) * math.sqrt(max(float(law.cov[1, 1]), 0.0))
+    return law.beta_p - half, law.beta_p + half

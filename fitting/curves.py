@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from fitting.aggregate import ShardPoint, TrialSet, best_per_shard, load_rows, usable_trials
 from fitting.backtest import Backtest, run_backtests
-from fitting.best_size import fit_best_size
+from fitting.best_size import beta_p_interval, fit_size
+from fitting.diagnostics import FamilyDiagnostics, HistoryReader, diagnose
 from fitting.extrapolate import Extrapolation, PrefixFits
 from fitting.intervals import parameter_intervals
 from fitting.laws import (
@@ -30,7 +31,6 @@ from fitting.laws import (
     LearningCurveFit,
     ModelSizeFit,
     fit_learning_curve,
-    fit_model_size,
     jsonable,
 )
 from fitting.reference import Reference, reference_for
@@ -67,6 +67,11 @@ class CurveFit:
     sigma: float | None = None
     r2_p: float | None = None
     size_fit: ModelSizeFit | None = None
+    # β_p on parameters without embeddings (store column non_embedding_params); its interval is
+    # intervals["beta_p_non_embedding"]; reason says why it is None
+    beta_p_non_embedding: float | None = None
+    size_fit_non_embedding: ModelSizeFit | None = None
+    beta_p_non_embedding_reason: str = ""
     points: list[ShardPoint] = field(default_factory=list)  # used by the fit
     excluded: list[ShardPoint] = field(default_factory=list)  # left out (plateau, non-positive error)
     n_trials: int = 0  # usable trials
@@ -76,6 +81,7 @@ class CurveFit:
     replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     extrapolation: Extrapolation | None = None  # what predict() reads beyond the data (fitting.extrapolate)
     backtest: list[Backtest] = field(default_factory=list)  # refits without the largest 1–3 shards
+    diagnostics: FamilyDiagnostics | None = None  # convergence and grid edges of the points (fitting.diagnostics)
 
     @property
     def ok(self) -> bool:
@@ -104,12 +110,13 @@ def _mode(df: pd.DataFrame, col: str) -> str | None:
 
 def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form: str = "auto",
                n_boot: int = DEFAULT_N_BOOT, seed: int = 0, *, plateau: bool = True,
-               level: float = LEVEL) -> CurveFit:
+               level: float = LEVEL, history: HistoryReader | None = None) -> CurveFit:
     """Fit one (domain, family): aggregate → plateau exclusion → learning curve → best model size → intervals.
 
     ``metric`` selects another metric from ``best_metrics`` (default: the primary metric). ``form`` is
     "power", "floor" or "auto" (see :func:`fitting.laws.select_form`). ``n_boot=0`` skips the intervals.
-    Fewer than 3 usable shards give ``fit=None`` with a ``reason``.
+    Fewer than 3 usable shards give ``fit=None`` with a ``reason``. ``history`` (e.g.
+    ``ResultsStore.read_history``) lets the diagnostics judge convergence of trials stored without it.
     """
     rows = load_rows(df_rows) if isinstance(df_rows, pa.Table) else df_rows
     domains = rows["domain"].dropna().unique() if "domain" in rows.columns else []
@@ -136,6 +143,7 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
         out.reason = (f"only {len(positive)} usable shard(s) (need {MIN_POINTS}): {len(trials.frame)} usable "
                       f"trials; {trials.n_ignored} rows ignored (diverged, errored or no finite "
                       f"{trials.metric})")
+        out.diagnostics = diagnose(f"{domain}/{family}", trials.frame, out.points, out.excluded, history)
         return out
     m = np.array([p.train_size for p in positive])
     eps = np.array([p.best_error for p in positive])
@@ -146,25 +154,19 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
     out.alpha, out.beta_g, out.gamma, out.r2 = lc.law.alpha, lc.law.beta, lc.law.gamma, lc.law.r2
     if lc.n_excluded:
         out.notes.append(f"{lc.n_excluded} small-data plateau shard(s) left out: sizes {lc.excluded_sizes}")
+    out.diagnostics = diagnose(f"{domain}/{family}", trials.frame, out.points, out.excluded, history)
     params = [p.best_params for p in used]
-    size_law = None
-    if trials.frame["width"].nunique() < 2:
-        out.notes.append("best model size not fitted: one model width in this sweep (β_p needs several)")
-    elif all(v is not None and v > 0 for v in params):
-        size_law = fit_best_size(trials.frame, lc.sizes)
-        if size_law is not None:
-            sf = ModelSizeFit(size_law.sigma, size_law.beta_p, size_law.r2, int(size_law.sizes.size))
-            if size_law.outside:
-                out.notes.append(f"best model size beyond the searched widths at sizes {size_law.outside}: "
-                                 "β_p leans on extrapolated best sizes there")
-        else:
-            sf = fit_model_size([p.train_size for p in used], params)
-            out.notes.append("best model size not interpolated between widths (no curvature in the scores, too "
-                             "few widths per shard, or the best size beyond the searched widths at most shards): "
-                             "β_p from the best configuration's num_params")
+    size = fit_size(trials.frame, lc.sizes, params)
+    size_law = size.law
+    out.notes += size.notes or ([size.reason] if size.reason else [])
+    if size.fit is not None:
+        sf = size.fit
         out.size_fit, out.beta_p, out.sigma, out.r2_p = sf, sf.beta_p, sf.sigma, sf.r2
-    else:
-        out.notes.append("best model size not fitted: num_params missing for some shards")
+    bare = fit_size(trials.frame, lc.sizes, [p.best_params_non_embedding for p in used],
+                    "non_embedding_params", "β_p without embeddings")
+    out.notes += bare.notes
+    out.size_fit_non_embedding, out.beta_p_non_embedding_reason = bare.fit, bare.reason
+    out.beta_p_non_embedding = bare.fit.beta_p if bare.fit is not None else None
     if n_boot > 0:
         size_pts = np.array(params, dtype=float) if out.size_fit is not None else None
         out.intervals, out.interval_method, out.replicates, notes = parameter_intervals(
@@ -174,6 +176,8 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
             out.notes.append("intervals assume the plateau cut is right (on synthetic sweeps a cut one shard off "
                              "left the β_g interval covering 52–86 %); check the excluded sizes")
         out.n_boot, out.level = n_boot, level
+        if bare.law is not None:
+            out.intervals["beta_p_non_embedding"] = beta_p_interval(bare.law, level)
     # every positive shard: the averaged families model a small-data bend themselves (measured on LCDB)
     prefix = PrefixFits(m, eps)
     out.extrapolation, out.backtest = prefix.extrapolation(), run_backtests(prefix)
@@ -182,7 +186,7 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
 
 def fit_store(source: pd.DataFrame | pa.Table, metric: str | Mapping[str, str] | None = None,
               form: str = "auto", n_boot: int = DEFAULT_N_BOOT, seed: int = 0, *,
-              plateau: bool = True) -> dict[str, dict[str, CurveFit]]:
+              plateau: bool = True, history: HistoryReader | None = None) -> dict[str, dict[str, CurveFit]]:
     """Fit every (domain, family) in the store rows: ``{domain: {family: CurveFit}}``.
 
     ``metric`` is one name for all, or a mapping domain → metric name (others use their primary metric).
@@ -194,7 +198,7 @@ def fit_store(source: pd.DataFrame | pa.Table, metric: str | Mapping[str, str] |
     for (domain, family), sub in rows.groupby(["domain", "family"], sort=True):
         name = metric.get(str(domain)) if isinstance(metric, Mapping) else metric
         out.setdefault(str(domain), {})[str(family)] = fit_family(sub, name, form, n_boot, seed,
-                                                                  plateau=plateau)
+                                                                  plateau=plateau, history=history)
     return out
 
 

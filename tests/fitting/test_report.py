@@ -60,7 +60,7 @@ def test_format_table_has_one_row_per_family_and_the_reason_for_unfitted(fits) -
     power_beta = image.fit.candidates["power"].beta
     assert power_beta > image.beta_g and f"{power_beta:.3f}" in resnet  # the paper's kind of slope, shallower
     # 10 shards doubling: the longest backtest held out 3 shards, 8× beyond what it fitted
-    assert re.search(r"  8× \d+% (in|out)$", resnet), resnet
+    assert re.search(r"  8× \d+% (in|out)  ", resnet), resnet
     assert any(line.startswith("predictions and backtests: average of") for line in lines)
     assert any(line.startswith("exponent intervals (") for line in lines)
     char = next(line for line in lines if "char_rhn" in line and line.startswith("lm"))
