@@ -97,6 +97,35 @@ class ShardPoint(BaseModel):
     n_configs: int
     role: Literal["fitted", "plateau", "non_positive", "unfitted"] = Field(
         description="fitted; left out as small-data plateau; left out for error ≤ 0; or no fit was possible")
+    best_params_non_embedding: int | None = Field(
+        None, description="parameters of the best configuration without embeddings; null in older stores")
+    trial_converged: list[bool | None] = Field(
+        default_factory=list, description="per trial of trial_keys: false = still improving at its budget cap, "
+        "true = plateaued, null = unknown (early-stopped by ASHA, or stored before convergence was recorded)")
+    not_converged: bool | None = Field(
+        None, description="the best configuration was still improving at its budget cap: the error is too high")
+    width_at_edge: bool | None = Field(
+        None, description="the best width is the largest or smallest at this shard: β_p is censored (null: one "
+        "width here)")
+    width_edge: Literal["largest", "smallest"] | None = None
+    hparam_at_edge: dict[str, Literal["low", "high"]] = Field(
+        default_factory=dict, description="searched numeric hyperparameters whose best value is at the edge of "
+        "the values tried at this shard")
+
+
+class Diagnostics(BaseModel):
+    """Can the points be trusted: counts over the shards the fit used (all shards when there is no fit)."""
+
+    n_points: int
+    not_converged: int = Field(description="shards whose best configuration was still improving at its cap")
+    convergence_unknown: int = Field(description="shards whose best configuration's convergence is unknown")
+    width_at_largest: int = Field(description="shards whose best width is the grid's largest (β_p censored)")
+    width_at_smallest: int
+    hparam_at_edge: dict[str, int] = Field(description="hyperparameter -> shards with its best value at an edge")
+    trials_converged: int
+    trials_not_converged: int
+    trials_unknown: int
+    warnings: list[str] = Field(description="one line per problem, with the fix")
 
 
 class ExtrapolationCheck(BaseModel):
@@ -140,7 +169,11 @@ class FamilyCurve(BaseModel):
     fit: LearningCurve | None = Field(description="null when too few shards; see reason")
     reason: str | None
     model_size: ModelSize | None
+    model_size_non_embedding: ModelSize | None = Field(
+        description="the best-size law on parameters without embeddings (null: see model_size_non_embedding_reason)")
+    model_size_non_embedding_reason: str | None
     points: list[ShardPoint]
+    diagnostics: Diagnostics | None = Field(description="convergence and grid edges of the shard points")
     reference: ReferenceExponents | None
     extrapolation_check: ExtrapolationCheck | None
     extrapolation_reason: str | None

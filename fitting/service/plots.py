@@ -1,9 +1,12 @@
 """Log-log figures of a domain's fits, rendered with matplotlib's Agg/SVG canvases (no pyplot, no display).
 
 Left: every usable trial faint, the best configuration per shard marked, points left out of the fit hollow,
-the fitted curve (dashed where it extrapolates) with its bootstrap band. Right: the best model's parameter
-count against training size with s(m) = σ·m^β_p and its band. SVG text stays text (``svg.fonttype: none``)
-so the figure is small and searchable; artists carry ids (``fit-<family>``, ...) that tests and users can find.
+the fitted curve (dashed where it extrapolates) with its bootstrap band; points whose best configuration was
+still improving at its budget cap crossed, points whose best hyperparameter sits at its searched range's edge
+ringed by a diamond. Right: the best model's parameter count against training size with s(m) = σ·m^β_p and its
+band; points whose best width is the grid's largest (▲) or smallest (▼) marked: β_p is censored there. SVG
+text stays text (``svg.fonttype: none``) so the figure is small and searchable; artists carry ids
+(``fit-<family>``, ``not-converged-<family>``, ...) that tests and users can find.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from fitting.aggregate import ShardPoint
 from fitting.service.fits import FamilyFit
 from fitting.service.units import metric_unit
 
@@ -68,6 +73,10 @@ def _curve_panel(ax: Axes, ff: FamilyFit, color: str, many_metrics: bool) -> Non
     if out:
         ax.plot([p.train_size for p in out], [p.best_error for p in out], "o", ms=7, mfc="none", color=color,
                 mew=1.4, label=f"{tag}: left out (small-data plateau)", gid=f"excluded-{ident}")
+    _flagged(ax, [p for p in (*cf.points, *cf.excluded) if p.best_error > 0], "best_error", {
+        "not-converged": (lambda p: p.not_converged is True, "x", 10, f"{tag}: still improving at its budget cap"),
+        "hparam-edge": (lambda p: bool(p.hparam_at_edge), "D", 12, f"{tag}: best hyperparameter at its range's edge"),
+    }, color, ident)
     if cf.fit is None:
         ax.text(0.02, 0.02 + 0.06 * len(ax.texts), f"{cf.family}: no fit: {cf.reason[:70]}",
                 transform=ax.transAxes, fontsize=7, color=color, gid=f"nofit-{ident}")
@@ -88,6 +97,18 @@ def _curve_panel(ax: Axes, ff: FamilyFit, color: str, many_metrics: bool) -> Non
             gid=f"extrapolation-{ident}")
 
 
+Flag = tuple[Callable[[ShardPoint], bool], str, float, str]  # which points, marker, size, legend label
+
+
+def _flagged(ax: Axes, points: list[ShardPoint], attr: str, flags: dict[str, Flag], color: str, ident: str) -> None:
+    """Overlay hollow markers on the points each diagnostic flags (artist id ``<flag>-<family>``)."""
+    for name, (which, marker, size, label) in flags.items():
+        hit = [p for p in points if which(p) and getattr(p, attr)]
+        if hit:
+            ax.plot([p.train_size for p in hit], [getattr(p, attr) for p in hit], marker, ms=size, mfc="none",
+                    color="black" if marker != "x" else color, mew=1.3, label=label, gid=f"{name}-{ident}")
+
+
 def _size_panel(ax: Axes, ff: FamilyFit, color: str) -> None:
     cf, ident = ff.curve, _ident(ff.curve.family)
     pts = [p for p in cf.points if p.best_params]
@@ -98,6 +119,12 @@ def _size_panel(ax: Axes, ff: FamilyFit, color: str) -> None:
     if out:
         ax.plot([p.train_size for p in out], [p.best_params for p in out], "s", ms=6, mfc="none", color=color,
                 mew=1.2, gid=f"params-excluded-{ident}")
+    _flagged(ax, [*pts, *out], "best_params", {
+        "width-largest": (lambda p: p.width_edge == "largest", "^", 11,
+                          f"{cf.family}: best width the grid's largest (β_p censored)"),
+        "width-smallest": (lambda p: p.width_edge == "smallest", "v", 11,
+                           f"{cf.family}: best width the grid's smallest (β_p censored)"),
+    }, color, ident)
     sf = cf.size_fit
     if cf.fit is None or sf is None:
         return

@@ -45,7 +45,9 @@ def _point(p: LibPoint, role: str, trial_ids: dict[str, str]) -> m.ShardPoint:
         train_size=p.train_size, fraction=finite(p.fraction), best_error=p.best_error, best_width=p.best_width,
         best_params=p.best_params, config_key=p.config_key, hparams=p.hparams, trial_keys=p.trial_keys,
         trial_ids=[trial_ids[k] for k in p.trial_keys if k in trial_ids], seeds=p.seeds, n_trials=p.n_trials,
-        n_configs=p.n_configs, role=role)
+        n_configs=p.n_configs, role=role, best_params_non_embedding=p.best_params_non_embedding,
+        trial_converged=p.trial_converged, not_converged=p.not_converged, width_at_edge=p.width_at_edge,
+        width_edge=p.width_edge, hparam_at_edge=p.hparam_at_edge)
 
 
 def _points(cf: CurveFit, trial_ids: dict[str, str]) -> list[m.ShardPoint]:
@@ -71,12 +73,19 @@ def _learning_curve(cf: CurveFit) -> m.LearningCurve | None:
         n_boot=cf.n_boot)
 
 
-def _model_size(cf: CurveFit) -> m.ModelSize | None:
-    sf = cf.size_fit
+def _model_size(cf: CurveFit, non_embedding: bool = False) -> m.ModelSize | None:
+    sf = cf.size_fit_non_embedding if non_embedding else cf.size_fit
     if cf.fit is None or sf is None:
         return None
+    if non_embedding:  # its interval is β_p's only (no σ draws)
+        return m.ModelSize(beta_p=sf.beta_p, beta_p_ci=interval(cf.intervals.get("beta_p_non_embedding")),
+                           sigma=sf.sigma, sigma_ci=None, r2=finite(sf.r2), n_points=sf.n)
     return m.ModelSize(beta_p=sf.beta_p, beta_p_ci=interval(cf.intervals.get("beta_p")), sigma=sf.sigma,
                        sigma_ci=interval(cf.intervals.get("sigma")), r2=finite(sf.r2), n_points=sf.n)
+
+
+def _diagnostics(cf: CurveFit) -> m.Diagnostics | None:
+    return None if cf.diagnostics is None else m.Diagnostics(**cf.diagnostics.to_dict())
 
 
 def _backtest(bt: LibBacktest) -> m.Backtest:
@@ -93,7 +102,9 @@ def family_curve(ff: FamilyFit, statuses: Counter[str]) -> m.FamilyCurve:
     return m.FamilyCurve(
         family=cf.family, metric=cf.metric, metric_unit=metric_unit(cf.metric, cf.size_unit),
         size_unit=cf.size_unit, fit=_learning_curve(cf), reason=cf.reason or None, model_size=_model_size(cf),
-        points=_points(cf, ff.trial_ids),
+        model_size_non_embedding=_model_size(cf, non_embedding=True),
+        model_size_non_embedding_reason=cf.beta_p_non_embedding_reason or None,
+        points=_points(cf, ff.trial_ids), diagnostics=_diagnostics(cf),
         reference=m.ReferenceExponents(beta_g=ref.beta_g, beta_p=ref.beta_p, source=ref.source, form=ref.form)
         if ref else None,
         extrapolation_check=None if check is None else m.ExtrapolationCheck(
