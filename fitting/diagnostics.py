@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -101,12 +101,10 @@ def _edge(best: Any, values: list[Any]) -> str | None:
     return "low" if float(best) == distinct[0] else None
 
 
-def annotate_point(point: ShardPoint, shard: pd.DataFrame, read_history: HistoryReader | None = None) -> None:
-    """Set ``point``'s diagnostics from the usable trials of its shard (``shard``: the TrialSet frame's rows)."""
-    best = shard[shard["config_key"] == point.config_key]
-    records = best.set_index("trial_key").to_dict("index") if not best.empty else {}
-    point.trial_converged = [trial_converged({"trial_key": k, **records.get(k, {})}, read_history)
-                             for k in point.trial_keys]
+def annotate_point(point: ShardPoint, shard: pd.DataFrame, converged: Mapping[str, bool | None]) -> None:
+    """Set ``point``'s diagnostics from the usable trials of its shard (``shard``: the TrialSet frame's rows) and
+    each trial's ``converged`` (by trial_key, from :func:`trial_converged`)."""
+    point.trial_converged = [converged.get(k) for k in point.trial_keys]
     known = [c for c in point.trial_converged if c is not None]
     point.not_converged = (not all(known)) if known else None
     widths = pd.to_numeric(shard["width"], errors="coerce")
@@ -175,19 +173,19 @@ def _warnings(name: str, d: FamilyDiagnostics, points: list[ShardPoint]) -> list
     return out
 
 
-def diagnose(name: str, frame: pd.DataFrame, counted: list[ShardPoint], others: list[ShardPoint] = (),
+def diagnose(name: str, frame: pd.DataFrame, counted: Sequence[ShardPoint], others: Sequence[ShardPoint] = (),
              read_history: HistoryReader | None = None) -> FamilyDiagnostics:
     """Annotate every point (``counted`` and ``others``) and summarize ``counted``; ``name``: "domain/family".
 
-    ``frame`` is the family's usable trials (:class:`fitting.aggregate.TrialSet` frame). History is read only
-    for the best configurations' trials whose stored ``converged`` is null.
+    ``frame`` is the family's usable trials (:class:`fitting.aggregate.TrialSet` frame); ``read_history`` is
+    called once per completed max_steps trial stored without ``converged``.
     """
+    converged = {str(rec["trial_key"]): trial_converged(rec, read_history)
+                 for rec in frame.to_dict("records")}
     for p in (*counted, *others):
-        annotate_point(p, frame[frame["train_size"] == p.train_size], read_history)
+        annotate_point(p, frame[frame["train_size"] == p.train_size], converged)
     out = _count(list(counted))
-    derived = {k: c for p in (*counted, *others) for k, c in zip(p.trial_keys, p.trial_converged, strict=True)}
-    for key, stored in zip(frame["trial_key"], frame["converged"], strict=True):
-        c = derived.get(key, stored if isinstance(stored, (bool, np.bool_)) else None)
+    for c in converged.values():
         if c is None:
             out.trials_unknown += 1
         elif c:
