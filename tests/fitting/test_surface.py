@@ -1,0 +1,51 @@
+"""The joint surface L(N, D): recovers a known surface's best-size exponent, chooses its form on held-out
+shards, and says why when a sweep cannot support it (fast fixed-seed version of benchmarks/surface.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fitting.surface import fit_surface
+from tests.fitting.surface_synthetic import Truth, surface_sweep
+
+
+def test_recovers_the_best_size_exponent_with_an_interval() -> None:
+    truth = Truth()
+    fit = fit_surface(surface_sweep(truth, np.random.default_rng(3)), n_boot=60, seed=1)
+    assert fit.fitted and fit.form == "interaction"
+    assert fit.held_out["interaction"] < fit.held_out["additive"]
+    assert abs(fit.beta_p - truth.beta_p) < 0.05
+    lo, hi = fit.intervals["beta_p"]
+    assert lo < truth.beta_p < hi and hi - lo < 0.3
+    assert abs(fit.params["a"] - truth.a) < 0.1 and fit.rmse_log < 0.04
+    assert fit.n_cells == 55 and fit.n_shards == 11 and fit.n_widths == 5
+    assert fit.compute_source == "compute estimated as 6ND; FLOPs not stored"
+    n_opt = fit.n_opt(np.array([1e4, 1e5]))
+    assert np.allclose(np.log(n_opt[1] / n_opt[0]) / np.log(10), fit.beta_p)
+    assert "beta_p" in fit.to_dict()["intervals"]
+
+
+def test_additive_truth_keeps_the_additive_form_and_has_no_best_size() -> None:
+    truth = Truth(C=1e-12)  # no cost of size: the error falls with N at every D
+    fit = fit_surface(surface_sweep(truth, np.random.default_rng(0), noise=0.01), n_boot=0)
+    assert fit.fitted and fit.form == "additive" and fit.beta_p is None
+    assert "no best model size" in fit.beta_p_reason
+    assert abs(fit.params["b"] - truth.b) < 0.1
+
+
+def test_measured_flops_are_used_when_stored() -> None:
+    rows = surface_sweep(Truth(), np.random.default_rng(1), flops_per_param_sample=18.0)
+    fit = fit_surface(rows, form="interaction", n_boot=0)
+    assert fit.flops_per_param_sample == pytest.approx(18.0)
+    assert fit.compute_source.startswith("measured FLOPs")
+
+
+def test_too_few_shards_or_widths_say_why() -> None:
+    rows = surface_sweep(Truth(), np.random.default_rng(0), shards=3)
+    fit = fit_surface(rows, n_boot=0)
+    assert not fit.fitted and "3 shards" in fit.reason
+    one = surface_sweep(Truth(), np.random.default_rng(0), widths=1)
+    assert "1 sizes" in fit_surface(one, n_boot=0).reason
+    with pytest.raises(ValueError, match="form must be one of auto, additive, interaction"):
+        fit_surface(rows, form="chinchilla")
