@@ -13,6 +13,8 @@ import pytest
 from fitting.curves import CurveFit, fit_store
 from fitting.reference import REFERENCES, reference_for
 from fitting.report import format_table, to_json
+from fitting.store import ResultsStore
+from tests.fitting import diagnostic_sweep
 
 
 def family_rows(domain: str, family: str, law, n_shards: int, seed: int) -> pd.DataFrame:
@@ -112,3 +114,36 @@ def test_reference_lookup() -> None:
     assert reference_for("tabular", "mlp") is None
     assert all(ref.source for ref in REFERENCES)
     json.dumps([ref.to_dict() for ref in REFERENCES], allow_nan=False)
+
+
+def test_table_and_json_show_the_diagnostics_and_their_warnings(tmp_path) -> None:
+    store = ResultsStore(str(tmp_path / "storage"))
+    diagnostic_sweep.write(store, diagnostic_sweep.rows())
+    fits = fit_store(store.read_results(), n_boot=0, history=store.read_history)
+    lines = format_table(fits).splitlines()
+    assert "β_p no-emb" in lines[0] and lines[0].endswith("checks")
+    row = next(line for line in lines if line.startswith("lm "))
+    assert row.endswith("width max 2/5, width min 1/5, not conv 1/5, lr edge 1/5")
+    assert "lm/char: best width is the largest at 2 of 5 shards: β_p is censored — add wider models" \
+        in [line.removeprefix("warning: ") for line in lines if line.startswith("warning: ")]
+    assert sum(line.startswith("warning: lm/char: ") for line in lines) == 4
+    assert any(line.startswith("β_p no-emb (lm/char): β_p without embeddings not fitted: the store has no")
+               for line in lines)
+    char = to_json(fits)["lm"]["char"]
+    json.dumps(char, allow_nan=False)
+    assert char["warnings"] == fits["lm"]["char"].diagnostics.warnings and len(char["warnings"]) == 4
+    assert char["diagnostics"]["width_at_largest"] == 2 and char["diagnostics"]["hparam_at_edge"] == {"lr": 1}
+    assert char["beta_p_non_embedding"] is None and "non_embedding_params" in char["beta_p_non_embedding_reason"]
+    last = char["points"][-1]
+    assert (last["width_at_edge"], last["width_edge"], last["hparam_at_edge"]) == (True, "largest", {"lr": "high"})
+    assert last["not_converged"] is True and last["trial_converged"] == [False]
+    assert char["excluded_points"] == []
+
+
+def test_checks_cell_says_ok_when_nothing_is_flagged(fits) -> None:
+    fit = fits["lm"]["word"]  # three widths around the best, no searched hyperparameter, convergence unknown
+    assert fit.diagnostics.width_at_largest == fit.diagnostics.width_at_smallest == 0
+    assert format_table([fit]).splitlines()[2].endswith(f"conv ? {len(fit.points)}/{len(fit.points)}")
+    rows = family_rows("lm", "word", lambda m: 5.0 * m**-0.3, 5, seed=0).assign(stop_reason="patience")
+    patient = fit_store(rows, n_boot=0)["lm"]["word"]  # stopped by patience: converged
+    assert format_table(patient).splitlines()[2].endswith("  ok") and patient.diagnostics.warnings == []
