@@ -58,6 +58,22 @@ def load_or_build(folder: Path, load: Callable[[Path], T | None], build: Callabl
     return data
 
 
+def load_or_build_folder(folder: Path, load: Callable[[Path], T | None], build: Callable[[Path], None],
+                         marker: str) -> T:
+    """The data cached in ``folder``; else ``build(tmp)`` writes it file by file into a temporary sibling folder
+    (ending with ``marker``), which then becomes ``folder`` in one rename, and it is loaded from there. For data
+    too large to hold in memory and save afterwards: what a reader loads is always the finished folder."""
+    cached = load(folder)
+    if cached is not None:
+        return cached
+    with atomic_folder(folder, marker) as tmp:
+        build(tmp)
+    built = load(folder)
+    if built is None:
+        raise RuntimeError(f"cache folder {folder} is incomplete right after it was built")
+    return built
+
+
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
 

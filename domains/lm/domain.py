@@ -13,28 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from domains.base import FamilyInfo, SourceModel
-from domains.cache import cache_key, file_stamp, load_or_build
-from domains.lm.data import (
-    LMData,
-    build_lm_data,
-    load_lm_data,
-    read_sentences,
-    resolve_files,
-    save_lm_data,
-)
+from domains.cache import cache_key, file_stamp, load_or_build_folder
+from domains.lm.data import META_FILE, LMData, load_lm_data, resolve_files
 from domains.lm.models import RecurrentLM, build_model
 from domains.lm.offline_corpus import TRAIN_GLOB, VALID_GLOB, write_corpus
 from domains.lm.rhn import RecurrentHighwayLM
 from domains.lm.task import HPARAMS, LMHParams, LMTask, RecurrentLMHParams, RHNHParams
+from domains.lm.tokenize_corpus import Settings, tokenize_corpus
 from domains.model_domain import ModelDomain, naming_source
-from domains.shards import heldout_split
 
-CACHE_VERSION = 1  # bump when tokenization or the cached layout changes
+CACHE_VERSION = 2  # bump when tokenization or the cached layout changes (2: memory-mapped, shuffle-ordered arrays)
 # ``train: builtin:offline-english`` = real English that ships with the OS and Python (offline_corpus), written
 # once into the cache in the Billion Word layout; its held-out file is the validation set unless ``valid`` is set.
 OFFLINE_ENGLISH = "builtin:offline-english"
@@ -53,6 +47,8 @@ class LMSource(SourceModel):
     max_sentences: int | None = Field(None, ge=1)  # keep a random subset of the training split
     max_valid_words: int | None = Field(50000, ge=2)  # validation stream caps, for evaluation speed
     max_valid_chars: int | None = Field(200000, ge=2)
+    # tokenizer processes; None: one per CPU for a corpus over 16 MB, else 1. Not part of the cache key.
+    prepare_workers: int | None = Field(None, ge=1)
 
 
 TOKEN_METRICS: Mapping[str, tuple[str, Mapping[str, str], str]] = {
@@ -83,8 +79,10 @@ class LMDomain(ModelDomain, name="lm", size_unit="words"):
     task_class: ClassVar[type[LMTask]] = LMTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> LMData:
-        """Read and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and the
-        name, size and mtime of every input file (so edited data is re-read, unchanged data never is)."""
+        """Read and tokenize once, file by file in parallel processes, into memory-mapped arrays in
+        ``cache_dir/<key>/``, where the key covers the settings and the name, size and mtime of every input file
+        (so edited data is re-read, unchanged data never is). The returned ``LMData`` pickles as that folder's
+        path: trials map the arrays themselves instead of receiving them through Ray's object store."""
         src: LMSource = self.parse_source(source)
         if src.train == OFFLINE_ENGLISH:
             corpus = write_corpus(Path(cache_dir) / "offline-english")
@@ -92,33 +90,39 @@ class LMDomain(ModelDomain, name="lm", size_unit="words"):
                                          "valid": src.valid or str(corpus / VALID_GLOB)})
         train_files = resolve_files(src.train, "train")
         valid_files = resolve_files(src.valid, "valid") if src.valid is not None else []
-        key = cache_key(CACHE_VERSION, src.model_dump(mode="json"), train=[file_stamp(p) for p in train_files],
+        settings = src.model_dump(mode="json", exclude={"prepare_workers"})
+        key = cache_key(CACHE_VERSION, settings, train=[file_stamp(p) for p in train_files],
                         valid=[file_stamp(p) for p in valid_files])
+        folder = Path(cache_dir) / key
 
-        def build() -> LMData:
-            train = read_sentences(train_files, src.lowercase)
-            if valid_files:
-                valid = read_sentences(valid_files, src.lowercase)
-            else:
-                train_idx, valid_idx = heldout_split(len(train), src.valid_fraction, src.shuffle_seed)
-                train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+        def build(tmp: Path) -> None:
+            tokenizer = Settings(**{k: settings[k] for k in Settings.__dataclass_fields__})
             with naming_source(src.train):
-                return build_lm_data(train, valid, vocab_size=src.vocab_size, min_char_count=src.min_char_count,
-                                     shuffle_seed=src.shuffle_seed, max_sentences=src.max_sentences,
-                                     max_valid_words=src.max_valid_words, max_valid_chars=src.max_valid_chars,
-                                     key=key)
+                tokenize_corpus(train_files, valid_files, tmp, tokenizer, {"key": key}, src.prepare_workers)
 
-        return load_or_build(Path(cache_dir) / key, load_lm_data, build, save_lm_data)
+        return load_or_build_folder(folder, load_lm_data, build, META_FILE)
 
     def train_size(self, prepared: LMData, fraction: float, family: str) -> float:
         return float(prepared.shard_tokens(fraction, self.hparams_for(family).tokens))
+
+    def examples_per_step(self, family: str, hparams: Mapping[str, Any]) -> float:
+        hp = self.hparams_for(family).resolve(hparams)
+        return float(hp.batch_size * hp.bptt)  # every reader takes bptt tokens of the stream per step
+
+    def planning_data(self, source: BaseModel, hints: Mapping[str, Any]) -> Any:
+        """Vocabulary sizes: the word one from the data section, the character one from ``hints["char_vocab"]``
+        (it depends on the text; 256 assumed)."""
+        src: LMSource = self.parse_source(source)
+        sizes = {"word": src.vocab_size, "char": int(hints.get("char_vocab", 256))}
+        return SimpleNamespace(vocab_size=lambda tokens: sizes[tokens])
 
     def build_model(self, prepared: LMData, width: int,
                     hp: RecurrentLMHParams) -> RecurrentLM | RecurrentHighwayLM:
         vocab = prepared.vocab_size(hp.tokens)
         if isinstance(hp, RHNHParams):
             return RecurrentHighwayLM(vocab, width, hp.depth, dropout=hp.dropout, gate_bias=hp.gate_bias,
-                                      state_dropout=hp.state_dropout, tie_weights=hp.tie_weights)
+                                      state_dropout=hp.state_dropout, tie_weights=hp.tie_weights,
+                                      softmax_cutoffs=hp.cutoffs, softmax_div=hp.softmax_div)
         assert isinstance(hp, LMHParams)
         return build_model(hp.family, vocab, width, layers=hp.layers, dropout=hp.dropout,
-                           tie_weights=hp.tie_weights)
+                           tie_weights=hp.tie_weights, softmax_cutoffs=hp.cutoffs, softmax_div=hp.softmax_div)

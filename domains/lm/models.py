@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from domains.lm.softmax import TokenLM, init_embedding_and_decoder, make_decoder
+
 Hidden = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -21,23 +23,12 @@ def check_shape(what: str, sizes: dict[str, tuple[int, int]], rates: dict[str, f
         raise ValueError(f"bad {what} shape: {', '.join(shown)}")
 
 
-def init_embedding_and_decoder(embed: nn.Embedding, decoder: nn.Linear, tie_weights: bool) -> None:
-    """Initialize every LM family's input embedding and softmax layer alike (uniform ±0.1, zero bias); with
-    ``tie_weights`` the decoder takes the embedding's matrix. Called after all modules exist, so the torch RNG
-    draws of module construction come first, in declaration order."""
-    nn.init.uniform_(embed.weight, -0.1, 0.1)
-    nn.init.zeros_(decoder.bias)
-    if tie_weights:
-        decoder.weight = embed.weight
-    else:
-        nn.init.uniform_(decoder.weight, -0.1, 0.1)
-
-
-class RecurrentLM(nn.Module):
-    """Embedding → dropout → multi-layer LSTM → dropout → linear decoder over the vocabulary."""
+class RecurrentLM(TokenLM):
+    """Embedding → dropout → multi-layer LSTM → dropout → softmax over the vocabulary (full, or adaptive with
+    ``softmax_cutoffs``: ``domains.lm.softmax``)."""
 
     def __init__(self, vocab: int, width: int, layers: int = 1, dropout: float = 0.0,
-                 tie_weights: bool = False) -> None:
+                 tie_weights: bool = False, softmax_cutoffs: tuple[int, ...] = (), softmax_div: float = 4.0) -> None:
         super().__init__()
         check_shape("LM", {"vocab": (vocab, 2), "width": (width, 1), "layers": (layers, 1)}, {"dropout": dropout})
         self.vocab, self.width, self.layers = vocab, width, layers
@@ -45,7 +36,7 @@ class RecurrentLM(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.rnn = nn.LSTM(width, width, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                            batch_first=True)
-        self.decoder = nn.Linear(width, vocab)
+        self.decoder = make_decoder(width, vocab, softmax_cutoffs, softmax_div)
         init_embedding_and_decoder(self.embed, self.decoder, tie_weights)
 
     def init_hidden(self, batch: int, device: torch.device | str = "cpu") -> Hidden:
@@ -53,18 +44,20 @@ class RecurrentLM(nn.Module):
         zeros = torch.zeros(self.layers, batch, self.width, device=device)
         return zeros, zeros.clone()
 
-    def forward(self, tokens: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
-        """Logits (batch, time, vocab) for next-token prediction, and the LSTM state after the last step."""
+    def features(self, tokens: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        """The last LSTM layer's outputs (after dropout) and the LSTM state after the last step."""
         out, hidden = self.rnn(self.drop(self.embed(tokens)), hidden)
-        return self.decoder(self.drop(out)), hidden
+        return self.drop(out), hidden
 
 
 FAMILIES = ("word", "char")  # one architecture; the families differ in vocabulary and hyperparameters
 
 
 def build_model(family: str, vocab: int, width: int, *, layers: int = 1, dropout: float = 0.0,
-                tie_weights: bool = False) -> RecurrentLM:
+                tie_weights: bool = False, softmax_cutoffs: tuple[int, ...] = (),
+                softmax_div: float = 4.0) -> RecurrentLM:
     """The model of ``family`` ("word" or "char") with ``width`` hidden units per layer."""
     if family not in FAMILIES:
         raise KeyError(f"no LM model for family {family!r}; known: {', '.join(FAMILIES)}")
-    return RecurrentLM(vocab, width, layers=layers, dropout=dropout, tie_weights=tie_weights)
+    return RecurrentLM(vocab, width, layers=layers, dropout=dropout, tie_weights=tie_weights,
+                       softmax_cutoffs=softmax_cutoffs, softmax_div=softmax_div)

@@ -27,7 +27,8 @@ import math
 import torch
 from torch import nn
 
-from domains.lm.models import check_shape, init_embedding_and_decoder
+from domains.lm.models import check_shape
+from domains.lm.softmax import TokenLM, init_embedding_and_decoder, make_decoder
 
 RHNHidden = tuple[torch.Tensor]
 
@@ -76,32 +77,35 @@ class RHNCell(nn.Module):
         return torch.bernoulli(torch.full(shape, keep, device=state.device, dtype=state.dtype)) / keep
 
 
-class RecurrentHighwayLM(nn.Module):
-    """Embedding → dropout → RHN (``depth`` micro-layers) → dropout → linear decoder over the vocabulary."""
+class RecurrentHighwayLM(TokenLM):
+    """Embedding → dropout → RHN (``depth`` micro-layers) → dropout → softmax over the vocabulary (full or
+    adaptive, ``domains.lm.softmax``)."""
 
     def __init__(self, vocab: int, width: int, depth: int, dropout: float = 0.0, gate_bias: float = -3.0,
-                 state_dropout: float = 0.0, tie_weights: bool = False) -> None:
+                 state_dropout: float = 0.0, tie_weights: bool = False, softmax_cutoffs: tuple[int, ...] = (),
+                 softmax_div: float = 4.0) -> None:
         super().__init__()
         check_shape("RHN LM", {"vocab": (vocab, 2)}, {"dropout": dropout})
         self.vocab, self.width, self.depth = vocab, width, depth
         self.embed = nn.Embedding(vocab, width)
         self.drop = nn.Dropout(dropout)
         self.cell = RHNCell(width, width, depth, gate_bias=gate_bias, state_dropout=state_dropout)
-        self.decoder = nn.Linear(width, vocab)
+        self.decoder = make_decoder(width, vocab, softmax_cutoffs, softmax_div)
         init_embedding_and_decoder(self.embed, self.decoder, tie_weights)
 
     def init_hidden(self, batch: int, device: torch.device | str = "cpu") -> RHNHidden:
         """Zero state for ``batch`` parallel streams (a 1-tuple, carried like the LSTM's (h, c))."""
         return (torch.zeros(batch, self.width, device=device),)
 
-    def forward(self, tokens: torch.Tensor, hidden: RHNHidden) -> tuple[torch.Tensor, RHNHidden]:
-        """Logits (batch, time, vocab) for next-token prediction, and the state after the last step."""
+    def features(self, tokens: torch.Tensor, hidden: RHNHidden) -> tuple[torch.Tensor, RHNHidden]:
+        """The RHN's outputs (after dropout) and its state after the last step."""
         out, state = self.cell(self.drop(self.embed(tokens)), hidden[0])
-        return self.decoder(self.drop(out)), (state,)
+        return self.drop(out), (state,)
 
 
 def rhn_parameter_count(vocab: int, width: int, depth: int, tie_weights: bool = False) -> int:
-    """Trainable parameters of ``RecurrentHighwayLM(vocab, width, depth)``: the formula in the module docstring."""
+    """Trainable parameters of ``RecurrentHighwayLM(vocab, width, depth)`` with a full softmax: the formula in the
+    module docstring."""
     embedding = vocab * width
     recurrence = 2 * width * width + depth * (2 * width * width + 2 * width)
     decoder = (0 if tie_weights else width * vocab) + vocab

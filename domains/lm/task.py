@@ -17,13 +17,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from domains.base import TrialSetup
 from domains.hparams import HParams
 from domains.lm.data import LMData
 from domains.lm.models import RecurrentLM
 from domains.lm.rhn import RecurrentHighwayLM
+from domains.lm.softmax import parse_cutoffs
 from domains.training import TrainingTask
 
 DIVERGENCE_FACTOR = 3.0  # a mean training loss above 3·ln(vocab) (3x a uniform guess) counts as diverged
@@ -40,7 +40,10 @@ class RecurrentLMHParams(HParams):
     bptt: int = 32  # tokens each reader unrolls per step (truncated backpropagation through time)
     dropout: float = 0.1  # on embeddings and recurrent outputs
     clip: float = 1.0  # gradient-norm clipping threshold; <= 0: none
-    tie_weights: bool = False  # input embedding and softmax share one matrix
+    tie_weights: bool = False  # input embedding and softmax share one matrix (full softmax only)
+    # adaptive softmax cluster bounds, e.g. "4000,20000" (domains.lm.softmax); "": full softmax
+    softmax_cutoffs: str = ""
+    softmax_div: float = 4.0  # each tail cluster's projection is this much narrower than the one before
 
     tokens: ClassVar[str] = "word"
 
@@ -48,6 +51,16 @@ class RecurrentLMHParams(HParams):
         super().check()
         if self.bptt < 1 or not 0 <= self.dropout < 1:
             raise ValueError(f"{self.what} hyperparameters out of range: {self}")
+        if self.cutoffs and self.tie_weights:
+            raise ValueError(f"{self.what} hyperparameters tie_weights and softmax_cutoffs exclude each other "
+                             f"(an adaptive softmax has no single output matrix to tie): set one of them")
+        if self.softmax_div < 1:
+            raise ValueError(f"{self.what} hyperparameter softmax_div must be >= 1, got {self.softmax_div}")
+
+    @property
+    def cutoffs(self) -> tuple[int, ...]:
+        """``softmax_cutoffs`` as integers (ValueError naming the field when malformed)."""
+        return parse_cutoffs(self.softmax_cutoffs, self.what)
 
 
 @dataclass(frozen=True)
@@ -115,11 +128,11 @@ class LMTask(TrainingTask):
                              f"(got {len(stream)} and {len(valid)})")
         super().__init__(model, hp, setup.device)
         self.tokens = hp.tokens  # "word" or "char"
-        self._stream = torch.from_numpy(stream.astype(np.int64)).to(self.device)
-        self._valid = torch.from_numpy(valid.astype(np.int64)).to(self.device)
+        self._stream = stream  # the shard: a prefix of the memory-mapped corpus, read a batch at a time
+        self._valid = torch.from_numpy(np.asarray(valid, dtype=np.int64)).to(self.device)  # capped: small
         n = len(stream)
-        self._starts = (torch.arange(hp.batch_size, device=self.device) * n) // hp.batch_size
-        self._window = torch.arange(hp.bptt + 1, device=self.device)
+        self._starts = (np.arange(hp.batch_size, dtype=np.int64) * n) // hp.batch_size
+        self._window = np.arange(hp.bptt + 1, dtype=np.int64)
         self._pos = 0  # tokens each reader has advanced, modulo the stream length
         self._tokens = 0  # target tokens trained on so far (all readers of this replica)
         self._hidden = self.model.init_hidden(hp.batch_size, self.device)
@@ -130,21 +143,22 @@ class LMTask(TrainingTask):
         super().join_replicas(rank, world_size, sync)
         self._hidden = self.model.init_hidden(len(self.rank_share(self._starts)), self.device)
 
-    def next_ids(self) -> torch.Tensor:
+    def next_ids(self) -> np.ndarray:
         """The readers' start offsets (each reads the next ``bptt`` tokens from its position)."""
         return self._starts
 
-    def load_batch(self, starts: torch.Tensor) -> torch.Tensor:
+    def load_batch(self, starts: np.ndarray) -> torch.Tensor:
+        """The readers' next ``bptt + 1`` tokens, gathered from the mapped shard (only these pages are read)."""
         n = len(self._stream)
-        chunk = self._stream[(starts[:, None] + self._pos + self._window) % n]
+        chunk = self._stream[(starts[:, None] + self._pos + self._window) % n].astype(np.int64)
         self._pos = (self._pos + self.hp.bptt) % n
         self._tokens += len(starts) * self.hp.bptt
-        return chunk
+        return torch.from_numpy(chunk).to(self.device)
 
     def loss(self, chunk: torch.Tensor) -> torch.Tensor:
-        logits, hidden = self.model(chunk[:, :-1], self._hidden)
+        loss, hidden = self.model.nll(chunk[:, :-1], chunk[:, 1:], self._hidden)
         self._hidden = tuple(h.detach() for h in hidden)
-        return F.cross_entropy(logits.reshape(-1, self.model.vocab), chunk[:, 1:].reshape(-1))
+        return loss
 
     def counts(self, chunk: torch.Tensor) -> Mapping[str, float]:
         return {"tokens": chunk.shape[0] * self.hp.bptt}
@@ -171,9 +185,8 @@ class LMTask(TrainingTask):
         y = self._valid[1: rows * length + 1].reshape(rows, length)
         hidden, total = self.model.init_hidden(rows, self.device), 0.0
         for t in range(0, length, EVAL_CHUNK):
-            logits, hidden = self.model(x[:, t:t + EVAL_CHUNK], hidden)
-            target = y[:, t:t + EVAL_CHUNK].reshape(-1)
-            total += F.cross_entropy(logits.reshape(-1, self.model.vocab), target, reduction="sum").item()
+            loss, hidden = self.model.nll(x[:, t:t + EVAL_CHUNK], y[:, t:t + EVAL_CHUNK], hidden, reduction="sum")
+            total += loss.item()
         return total / (rows * length)
 
     def identity(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from domains.base import DataSourceError
 from domains.lm import LMDomain
 from domains.lm import domain as lm_domain
-from domains.lm.data import BOUNDARY, EOS, UNK, LMData
+from domains.lm.data import ARRAYS, BOUNDARY, EOS, UNK, LMData
 
 Writer = Callable[[Path, list[str] | str], Path]
 FRACTIONS = [2.0**k for k in range(-4, 1)]
@@ -164,13 +164,12 @@ def test_prepare_reuses_its_cache(corpus: Path, monkeypatch: pytest.MonkeyPatch)
     [folder] = [p for p in (corpus / "cache").iterdir() if not p.name.startswith(".")]
     stamp = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 
-    def no_reading(*args: object, **kwargs: object) -> list[str]:
+    def no_reading(*args: object, **kwargs: object) -> None:
         raise AssertionError("the text was read again")
 
-    monkeypatch.setattr(lm_domain, "read_sentences", no_reading)
+    monkeypatch.setattr(lm_domain, "tokenize_corpus", no_reading)
     second = prepare(corpus)
-    for name in ("word_ids", "word_offsets", "char_ids", "char_offsets", "valid_word_ids", "valid_char_ids",
-                 "permutation"):
+    for name in ARRAYS:
         assert np.array_equal(getattr(first, name), getattr(second, name))
     assert (first.words, first.chars, first.key) == (second.words, second.chars, second.key)
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamp
