@@ -42,7 +42,7 @@ RESULT_SCHEMA = pa.schema(
         ("train_size", pa.float64()),
         ("size_unit", pa.string()),
         ("width", pa.int64()),
-        ("num_params", pa.int64()),
+        ("num_params", pa.int64()),  # trainable parameters, shared ones once (domains.parameters)
         ("hparams", pa.string()),  # JSON object
         ("seed", pa.int64()),
         ("status", pa.string()),
@@ -67,6 +67,16 @@ RESULT_SCHEMA = pa.schema(
         ("gpu_ids", pa.list_(pa.string())),
         ("run_started_at", pa.timestamp("us", tz="UTC")),
         ("run_ended_at", pa.timestamp("us", tz="UTC")),
+        # Cost and convergence (null in older stores). non_embedding_params: num_params without embedding tables
+        # and vocabulary output layers. train_flops: training FLOPs of the whole trial (flops_per_step x steps);
+        # flops_per_step: forward + backward FLOPs of one optimizer step on the global batch, counted once per
+        # trial by torch's FlopCounterMode (domains.flops). converged: False when the trial was still improving at
+        # its step cap, True when it stopped by patience or plateaued, null when ASHA stopped it or it errored
+        # or diverged (orchestrator.trial_loop.trial_converged).
+        ("non_embedding_params", pa.int64()),
+        ("train_flops", pa.float64()),
+        ("flops_per_step", pa.float64()),
+        ("converged", pa.bool_()),
     ]
 )
 # Columns every results file must have; any other column missing from an older file reads as null.
@@ -82,6 +92,7 @@ HISTORY_SCHEMA = pa.schema(
         ("metrics", pa.string()),  # JSON object of validation metrics at this iteration
         ("time", pa.float64()),  # seconds since the trial started
         ("train_extra", pa.string()),  # JSON object of the task's training counters (epochs, train error, ...)
+        ("train_flops", pa.float64()),  # training FLOPs so far (null in older stores)
     ]
 )
 
@@ -90,12 +101,12 @@ def _json(value: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(value or {}), sort_keys=True, default=float)
 
 
-def conform(table: pa.Table) -> pa.Table:
-    """A results table in exactly the store's schema: columns an older file lacks are added as nulls, so readers
-    never meet a missing column (files written before a column existed stay readable)."""
-    columns = [table[n] if n in table.column_names else pa.nulls(table.num_rows, RESULT_SCHEMA.field(n).type)
-               for n in RESULT_SCHEMA.names]
-    return pa.Table.from_arrays(columns, names=RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+def conform(table: pa.Table, schema: pa.Schema = RESULT_SCHEMA) -> pa.Table:
+    """A results (or history) table in exactly the store's schema: columns an older file lacks are added as nulls,
+    so readers never meet a missing column (files written before a column existed stay readable)."""
+    columns = [table[n] if n in table.column_names else pa.nulls(table.num_rows, schema.field(n).type)
+               for n in schema.names]
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
 
 
 @dataclass
@@ -186,4 +197,5 @@ class ResultsStore:
                 if s != "errored"}
 
     def read_history(self, trial_key: str) -> pa.Table:
-        return pq.read_table(f"{self.history_dir}/{trial_key}.parquet", filesystem=self.fs)
+        """One trial's per-iteration rows in ``HISTORY_SCHEMA`` (columns newer than the file read as null)."""
+        return conform(pq.read_table(f"{self.history_dir}/{trial_key}.parquet", filesystem=self.fs), HISTORY_SCHEMA)

@@ -78,3 +78,35 @@ def test_bad_status_and_unwritable_storage_fail_loudly(tmp_path: Path) -> None:
 
 def test_empty_store_reads_as_empty_table(tmp_path: Path) -> None:
     assert ResultsStore(str(tmp_path / "nothing-yet")).read_results().num_rows == 0
+
+
+def test_cost_and_convergence_columns_round_trip_and_read_as_null_from_older_files(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fitting.store import HISTORY_SCHEMA, RESULT_SCHEMA
+
+    store = ResultsStore(str(tmp_path))
+    store.write_trial(row("new", non_embedding_params=2345, train_flops=3.0e12, flops_per_step=1.0e10,
+                          converged=False),
+                      [{"iteration": 1, "steps": 300, "samples": 9000.0, "train_loss": 4.0, "metrics": {},
+                        "time": 1.0, "train_flops": 3.0e12}])
+    # files written before these columns existed: the same row and history without them
+    older = [n for n in RESULT_SCHEMA.names
+             if n not in ("non_embedding_params", "train_flops", "flops_per_step", "converged")]
+    old = pa.Table.from_pylist([{**row("old", hparams="{}", best_metrics="{}", final_metrics="{}")}],
+                               schema=pa.schema([RESULT_SCHEMA.field(n) for n in older]))
+    pq.write_table(old, tmp_path / "results" / "old.parquet")
+    old_history = [{"trial_key": "old", "iteration": 1, "steps": 5, "samples": 1.0, "train_loss": 1.0,
+                    "metrics": "{}", "time": 1.0}]
+    pq.write_table(pa.Table.from_pylist(old_history), tmp_path / "history" / "old.parquet")
+    table = store.read_results()
+    assert table.schema.field("converged").type == pa.bool_() and "train_flops" in RESULT_SCHEMA.names
+    rows = {r["trial_key"]: r for r in table.to_pylist()}
+    assert {k: rows["new"][k] for k in ("non_embedding_params", "train_flops", "flops_per_step", "converged")} == \
+        {"non_embedding_params": 2345, "train_flops": 3.0e12, "flops_per_step": 1.0e10, "converged": False}
+    assert {k: rows["old"][k] for k in ("non_embedding_params", "train_flops", "flops_per_step", "converged")} == \
+        {"non_embedding_params": None, "train_flops": None, "flops_per_step": None, "converged": None}
+    assert store.read_history("new")["train_flops"].to_pylist() == [3.0e12]
+    old_read = store.read_history("old")
+    assert old_read.schema == HISTORY_SCHEMA and old_read["train_flops"].to_pylist() == [None]
