@@ -101,6 +101,10 @@ class TrialReport:
     objective: float = math.nan  # the watched metric now (NOT_FINITE_OBJECTIVE when not finite)
     best_objective: float = math.nan
     num_params: int | None = None
+    non_embedding_params: int | None = None  # num_params without embedding tables and vocabulary output layers
+    flops_per_step: float | None = None  # training FLOPs of one step on the global batch (domains.flops)
+    train_flops: float | None = None  # training FLOPs so far: flops_per_step x steps
+    converged: bool | None = None  # on a final report: False when still improving at max_steps (trial_converged)
     elapsed: float = 0.0  # training seconds over every attempt
     restores: int = 0  # times the trial resumed from its checkpoint
     final: bool = False  # the trial stopped itself with this report (stop_reason says why)
@@ -126,7 +130,8 @@ class TrialReport:
     TRAIN_PREFIX: ClassVar[str] = "train/"
     _PREFIXED: ClassVar[dict[str, str]] = {"metrics": "val/", "best": "best/", "train_extra": "train/"}
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("node_id", "gpu_ids", "run_started_at", "reported_at",
-                                            "restored_history", "replica_drift", "train_placement_group")
+                                            "restored_history", "replica_drift", "train_placement_group",
+                                            "non_embedding_params", "flops_per_step", "train_flops", "converged")
 
     def to_result(self) -> dict[str, Any]:
         """The flat dict Tune takes (``tune.report``/``ray.train.report``)."""

@@ -41,12 +41,14 @@ def test_report_round_trips_and_keeps_the_result_keys_tune_and_asha_read() -> No
                          num_params=1000, elapsed=4.0, restores=1, final=True, stop_reason="patience",
                          metrics={"val_xent": 1.5, "val_ppl": 4.48}, best={"val_xent": 1.25},
                          train_extra={"epochs": 0.5}, node_id="n", gpu_ids="0,1", run_started_at=1.0,
-                         reported_at=2.0, restored_history="[]")
+                         reported_at=2.0, restored_history="[]", non_embedding_params=600,
+                         flops_per_step=1.5e6, train_flops=4.5e7, converged=True)
     result = report.to_result()
     assert result[TrialReport.ITERATION] == 3 and result[TrialReport.TIME_ATTR] == 30
     assert result[TrialReport.OBJECTIVE] == 1.5
     assert {k for k in result if "/" in k} == {"val/val_xent", "val/val_ppl", "best/val_xent", "train/epochs"}
     assert "replica_drift" not in result  # unset optional keys are left out, not sent as None
+    assert (result["train_flops"], result["converged"]) == (4.5e7, True)
     tune_keys = {"training_iteration": 3, "time_total_s": 9.0, "done": True, "trial_id": "x", "config": {}}
     assert TrialReport.from_result({**result, **tune_keys}) == report
     assert trial_status(report) == ("completed", "patience")
@@ -54,6 +56,7 @@ def test_report_round_trips_and_keeps_the_result_keys_tune_and_asha_read() -> No
     assert trial_status(TrialReport.from_result(diverged.to_result())) == ("diverged", "diverged")
     unfinished = TrialReport(iteration=1, steps=1, samples=1.0, train_loss=1.0)
     assert trial_status(TrialReport.from_result(unfinished.to_result())) == ("stopped", "asha")
+    assert {"train_flops", "converged", "non_embedding_params"}.isdisjoint(unfinished.to_result())
     assert TrialReport.from_result({}) is None and trial_status(None) == ("errored", "no result reported")
 
 
