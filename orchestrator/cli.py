@@ -87,7 +87,7 @@ def _print_fits(storage: str, as_json: bool, n_boot: int, domain: str | None = N
         print(f"no trials stored under {storage}/results" + (f" for domain {domain!r}" if domain else ""),
               file=sys.stderr)
         return 1
-    fits = fit_store(table, metric=metric, form=form, n_boot=n_boot)
+    fits = fit_store(table, metric=metric, form=form, n_boot=n_boot, history=ResultsStore(storage).read_history)
     print(json.dumps(to_json(fits), indent=2) if as_json else format_table(fits))
     return 0
 
