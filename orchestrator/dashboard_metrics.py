@@ -1,13 +1,15 @@
 """Sweep metrics for the Ray dashboard (and any Prometheus scraping Ray's metrics endpoint).
 
 Exported through ``ray.util.metrics``: trials by state per domain, the best value of the primary metric per
-(domain, family, shard), and each trial's training throughput in its domain's size unit.
+(domain, family, shard), and each trial's training throughput in its domain's size unit. An adaptive sweep adds
+per family its live β_g and β_p with the interval's ends, and the compute spent and the budget.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -16,6 +18,31 @@ from ray.util.metrics import Gauge
 from orchestrator.contract import TrialPlan, TrialReport, trial_status
 
 _TRIAL_STATES = ("running", "pending", "completed", "stopped", "diverged", "errored")
+
+
+class LiveFit(Protocol):
+    """A family's live fit as the adaptive sweep reports it (``orchestrator.adaptive.policy.FamilyStatus``)."""
+
+    domain: str
+    family: str
+    beta_g: float | None
+    beta_g_ci: tuple[float, float] | None
+    beta_p: float | None
+    beta_p_ci: tuple[float, float] | None
+
+
+# () -> (live fits, compute spent, budget, budget unit)
+Figures = Callable[[], tuple[Sequence[LiveFit], float, float, str]]
+
+
+def exponent_values(fit: LiveFit) -> dict[tuple[str, str], float]:
+    """(exponent, value|low|high) -> number, for the finite figures of one family."""
+    out = {}
+    for name, value, ci in (("beta_g", fit.beta_g, fit.beta_g_ci), ("beta_p", fit.beta_p, fit.beta_p_ci)):
+        for bound, v in (("value", value), ("low", ci[0] if ci else None), ("high", ci[1] if ci else None)):
+            if v is not None and math.isfinite(v):
+                out[(name, bound)] = float(v)
+    return out
 
 
 def samples_per_second_gauge() -> Gauge:
@@ -27,9 +54,12 @@ def samples_per_second_gauge() -> Gauge:
 class DashboardMetrics(Callback):
     """Driver-side gauges: trials per state and domain, best metric per shard."""
 
-    def __init__(self) -> None:
+    def __init__(self, figures: Figures | None = None) -> None:
+        self.figures = figures
         self._trials: Gauge | None = None
         self._best: Gauge | None = None
+        self._exponents: Gauge | None = None
+        self._compute: Gauge | None = None
         self._finished: dict[str, dict[str, int]] = {}
         self._best_seen: dict[tuple[str, str, str], float] = {}
 
@@ -41,7 +71,27 @@ class DashboardMetrics(Callback):
         return self._trials, self._best
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_trials": None, "_best": None}
+        return {**self.__dict__, "_trials": None, "_best": None, "_exponents": None, "_compute": None}
+
+    def _adaptive_gauges(self) -> tuple[Gauge, Gauge]:
+        if self._exponents is None or self._compute is None:
+            self._exponents = Gauge("scaling_sweep_exponent", "live fitted exponent of an adaptive sweep, with the "
+                                    "ends of its 95% interval", tag_keys=("domain", "family", "exponent", "bound"))
+            self._compute = Gauge("scaling_sweep_compute", "an adaptive sweep's compute spent and its budget",
+                                  tag_keys=("kind", "unit"))
+        return self._exponents, self._compute
+
+    def publish_fits(self) -> None:
+        """The adaptive sweep's live exponents and compute (nothing for a grid sweep)."""
+        if self.figures is None:
+            return
+        fits, spent, budget, unit = self.figures()
+        exponents, compute = self._adaptive_gauges()
+        for fit in fits:
+            for (name, bound), v in exponent_values(fit).items():
+                exponents.set(v, tags={"domain": fit.domain, "family": fit.family, "exponent": name, "bound": bound})
+        compute.set(spent, tags={"kind": "spent", "unit": unit})
+        compute.set(budget, tags={"kind": "budget", "unit": unit})
 
     def _outcome(self, trial: Trial, status: str) -> None:
         domain = TrialPlan.of(trial.config).domain
@@ -61,6 +111,7 @@ class DashboardMetrics(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._outcome(trial, trial_status(TrialReport.from_result(trial.last_result))[0])
         self._publish(trials)
+        self.publish_fits()
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._outcome(trial, "errored")
@@ -72,6 +123,7 @@ class DashboardMetrics(Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._publish(trials)
+        self.publish_fits()
 
     def _publish(self, trials: list[Trial]) -> None:
         gauge = self._gauges()[0]

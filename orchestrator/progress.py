@@ -1,10 +1,14 @@
-"""A compact progress display: trials running / done / stopped per domain, one line per change."""
+"""A compact progress display: trials running / done / stopped per domain, one line per change.
+
+An adaptive sweep adds its own lines (``extra``): per family the live β_g and β_p with their intervals, and the
+compute spent against the budget, printed whenever they change (terminal and ``ray job logs`` alike)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ray.tune import Callback
@@ -16,8 +20,11 @@ from orchestrator.contract import TrialPlan, TrialReport, trial_status
 class ProgressDisplay(Callback):
     """Prints per-domain trial counts when they change (at most every ``every`` seconds) and at the end."""
 
-    def __init__(self, total: int, every: float = 5.0, out: TextIO | None = None) -> None:
+    def __init__(self, total: int, every: float = 5.0, out: TextIO | None = None,
+                 extra: Callable[[], list[str]] | None = None) -> None:
         self.total = total
+        self.extra = extra
+        self._last_extra: list[str] = []
         self.every = every
         self.out = out or sys.stdout
         self._start = time.monotonic()
@@ -35,6 +42,7 @@ class ProgressDisplay(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.record_outcome(trial, trial.last_result)
         self._maybe_print(trials, force=False)
+        self.print_extra()  # a finished trial refits the adaptive sweep's families
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.record_outcome(trial, trial.last_result, errored=True)
@@ -71,3 +79,14 @@ class ProgressDisplay(Callback):
             return
         self._last_print, self._last_line = now, line
         print(line, file=self.out, flush=True)
+        self.print_extra()
+
+    def print_extra(self) -> None:
+        """The adaptive sweep's live fits and compute, when they changed since last printed."""
+        if self.extra is None:
+            return
+        lines = self.extra()
+        if lines != self._last_extra:
+            self._last_extra = lines
+            for text in lines:
+                print(f"         {text}", file=self.out, flush=True)

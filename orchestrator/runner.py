@@ -22,8 +22,11 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray
 from ray import tune
+from ray.tune.search import Searcher
 
 from fitting.store import ResultsStore
+from orchestrator.adaptive.searcher import AdaptiveSearcher, candidate_spec, load_state
+from orchestrator.adaptive.spec import AdaptiveStrategy
 from orchestrator.contract import PLAN_KEY, TrialPlan, TrialReport
 from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
@@ -74,6 +77,7 @@ class SweepOutcome:
     ran: int
     skipped: int
     tune_seconds: float = 0.0  # wall time spent in Tuner.fit (excludes Ray start-up and data preparation)
+    stop: str | None = None  # an adaptive sweep: why it stopped (targets met, budget spent, grid exhausted)
 
 
 def trial_name(trial: Any) -> str:
@@ -223,7 +227,7 @@ def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.Trial
     return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr=TrialReport.TIME_ATTR,
                                 metric=TrialReport.OBJECTIVE, mode="min",
                                 max_t=max(d.max_steps() for d in spec.domains.values()),
-                                grace_period=stopping.grace_period, reduction_factor=stopping.reduction_factor,
+                                grace_period=stopping.grace_steps(), reduction_factor=stopping.reduction_factor,
                                 brackets=stopping.brackets, state_path=state_path)
 
 
@@ -238,16 +242,22 @@ def trial_resources(config: dict[str, Any]) -> dict[str, float]:
 
 def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], name: str, storage_path: str,
                storage_fs: pafs.FileSystem, callbacks: list[Any], scheduler: Any, results_uri: str,
-               reuse_actors: bool = True) -> tune.Tuner:
-    """The sweep's Tuner: one grid point per planned trial, actors reused between trials. ``ReleaseWorkers``
+               reuse_actors: bool = True, search_alg: Searcher | None = None) -> tune.Tuner:
+    """The sweep's Tuner: one grid point per planned trial (or, with ``search_alg``, the trials it picks from them
+    one at a time until it says it is finished), actors reused between trials. ``ReleaseWorkers``
     makes sure the workers of a stopped data-parallel trial give their resources back; ``StopRequested``
     ends the run once trial results cannot be written to ``results_uri`` or another driver took it over."""
+    if search_alg is None:
+        space: dict[str, Any] = {PLAN_KEY: tune.grid_search([t.to_config() for t in trials])}
+        search: dict[str, Any] = {}
+    else:  # the searcher hands out whole plans; it ends the run by answering FINISHED
+        space, search = {}, {"search_alg": search_alg, "num_samples": -1}
     return tune.Tuner(
         trainable,
-        param_space={PLAN_KEY: tune.grid_search([t.to_config() for t in trials])},
+        param_space=space,
         tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=reuse_actors,
                                     max_concurrent_trials=spec.max_concurrent_trials,
-                                    trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_dirname, **search),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,
             callbacks=[*callbacks, ReleaseWorkers()], verbose=0, stop=StopRequested(results_uri),
@@ -305,7 +315,10 @@ def run_sweep(spec: SweepSpec, spec_dir: Path | None = None, progress: bool = Tr
 
 def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: str, store: ResultsStore,
                 progress: bool, num_cpus: int | None, reuse_actors: bool, address: str | None) -> SweepOutcome:
-    trials = plan_trials(spec, domains)
+    adaptive = spec.strategy if isinstance(spec.strategy, AdaptiveStrategy) else None
+    # an adaptive sweep picks from the planned grid (and the spec's extra widths): the same trial keys
+    pool = candidate_spec(spec) if adaptive else spec
+    trials = plan_trials(pool, resolve_domains(pool) if adaptive else domains)
     prepared = prepare_domains(domains, storage)  # a missing dataset fails here, before trials are queued
     trials = [replace(t, train_size=domains[t.domain].plugin.train_size(prepared[t.domain], t.fraction, t.family))
               for t in trials]
@@ -320,10 +333,11 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
     experiment = f"{tune_path}/{spec.name}"
     clear_stop(storage)
 
-    def callbacks(total: int) -> list[Any]:
-        cbs: list[Any] = [ResultsRecorder(storage), DashboardMetrics()]
+    def callbacks(total: int, searcher: AdaptiveSearcher | None = None) -> list[Any]:
+        live = searcher.status_lines if searcher else None
+        cbs: list[Any] = [ResultsRecorder(storage), DashboardMetrics(searcher.figures if searcher else None)]
         if progress:
-            cbs.append(ProgressDisplay(total))
+            cbs.append(ProgressDisplay(total, extra=live))
         return cbs
 
     def fit(tuner: tune.Tuner) -> None:
@@ -345,11 +359,23 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
 
     ran = 0
     started = time.monotonic()
+    before = store.finished_keys()
     restored = restore_tuner(experiment, trainable, fs)
     if restored is not None:
         fit(restored)
         ran += 1
     done = store.finished_keys()
+    if adaptive is not None:
+        searcher = AdaptiveSearcher(trials, adaptive, storage, spec.name, adaptive.extra_widths)
+        if not searcher.finished:  # a fresh sweep, or one whose restored Tune run left decisions unfinished
+            name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
+            fit(make_tuner(spec, trainable, [], name, tune_path, fs, callbacks(len(trials), searcher),
+                           _scheduler(spec, asha_state_uri(storage, name)), storage, reuse_actors=reuse_actors,
+                           search_alg=searcher))
+        after = store.finished_keys()
+        state = load_state(storage, spec.name) or {}
+        return SweepOutcome(storage=storage, planned=len(trials), ran=len(after - before),
+                            skipped=len(before), tune_seconds=time.monotonic() - started, stop=state.get("finished"))
     todo = [t for t in trials if t.trial_key not in done]
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"

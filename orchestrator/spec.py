@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.adaptive.spec import GridStrategy, Strategy
+
 GROUP_FIELDS = ("domain", "family", "fraction", "width", "config")
 
 
@@ -290,6 +292,7 @@ class SweepSpec(_Strict):
     max_concurrent_trials: int | None = Field(None, ge=1)
     max_failures: int = Field(2, ge=0)  # retries per trial, each resuming from its last checkpoint
     seed: int = 0  # for random hyperparameter draws
+    strategy: Strategy = GridStrategy()  # grid: every planned trial; adaptive: orchestrator.adaptive
 
     def storage_uri(self, base: Path | None = None) -> str:
         """Storage as an absolute path (relative paths resolve against the spec's folder) or a URI."""
