@@ -160,8 +160,7 @@ def place_file(out: Path, folder: Path, sel: np.ndarray, dest: dict[str, np.ndar
             within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
             target[np.repeat(dest[stream][lo:lo + PLACE_CHUNK], n) + within] = \
                 ids[np.repeat(starts[chunk], n) + within]
-        target.flush()
-        del target
+        del target  # unmapped without msync: the pages stay in the page cache; the driver syncs each file once
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
@@ -263,7 +262,7 @@ def tokenize_corpus(train_files: Sequence[Path], valid_files: Sequence[Path], fo
         for stream in ("word", "char"):
             offsets = np.concatenate([[0], np.cumsum(lengths[stream][order])])
             np.save(folder / f"{stream}_offsets.npy", offsets)
-            np.lib.format.open_memmap(folder / f"{stream}_ids.npy", "w+", dtypes[stream], (int(offsets[-1]),)).flush()
+            np.lib.format.open_memmap(folder / f"{stream}_ids.npy", "w+", dtypes[stream], (int(offsets[-1]),))
             dest[stream] = np.full(len(lengths[stream]), -1, dtype=np.int64)
             dest[stream][order] = offsets[:-1]
         bounds = np.cumsum([0, *counts])
@@ -274,6 +273,8 @@ def tokenize_corpus(train_files: Sequence[Path], valid_files: Sequence[Path], fo
             dests.append({stream: dest[stream][a:b][sel] for stream in dest})
         runner.map(place_file, outs, [folder] * len(outs), sels, dests)
         runner.close()
+        for stream in ("word", "char"):
+            sync_file(folder / f"{stream}_ids.npy")
         for stream, cap in (("word", s.max_valid_words), ("char", s.max_valid_chars)):
             np.save(folder / f"valid_{stream}_ids.npy", valid_stream(outs, bounds, valid_idx, lengths[stream],
                                                                      stream, cap))
@@ -287,6 +288,15 @@ def tokenize_corpus(train_files: Sequence[Path], valid_files: Sequence[Path], fo
     meta = {**meta, "num_sentences": len(order), "word_vocab": len(vocab["words"]), "char_vocab": len(vocab["chars"]),
             "train_words": int(lengths["word"][order].sum()), "train_chars": int(lengths["char"][order].sum())}
     (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def sync_file(path: Path) -> None:
+    """Write a file's dirty pages to storage once (a shared file system then shows other nodes the whole file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def valid_stream(outs: Sequence[Path], bounds: np.ndarray, valid_idx: np.ndarray, lengths: np.ndarray,
