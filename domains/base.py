@@ -185,6 +185,21 @@ class Domain(abc.ABC):
     def build_task(self, prepared: Any, setup: TrialSetup) -> Task:
         """Build the model and optimizer for one trial on its shard; deterministic given ``setup.seed``."""
 
+    def shard_examples(self, prepared: Any, fraction: float, family: str) -> float:
+        """Examples (batch rows: images, sentence pairs, utterances, LM stream tokens) in the shard of
+        ``fraction``: budgets in epochs become steps from it. By default the shard's ``train_size``."""
+        return self.train_size(prepared, fraction, family)
+
+    def examples_per_step(self, family: str, hparams: Mapping[str, Any]) -> float:
+        """Examples one optimizer step reads under ``hparams`` (all data-parallel replicas together)."""
+        return float(hparams.get("batch_size", 1))
+
+    def planning_data(self, source: BaseModel, hints: Mapping[str, Any]) -> Any | None:
+        """A stand-in for the prepared data holding only what ``build_model`` reads (vocabulary sizes, classes),
+        from the data section and the spec's ``planning.data`` hints, so ``scaling-sweep plan`` can count a
+        model's parameters before the data is read; None when the domain cannot tell."""
+        return None
+
     def check_hparams(self, family: str, hparams: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Raise ValueError for a value this family cannot train with (wrong type, out of range).
 

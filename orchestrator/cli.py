@@ -30,7 +30,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.plan import format_plan, plan_trials, resolve_domains
 
     spec = _select_domains(load_spec(args.spec), args.domains)
-    print(format_plan(plan_trials(spec, resolve_domains(spec))))
+    domains = resolve_domains(spec)
+    print(format_plan(plan_trials(spec, domains), domains))
     return 0
 
 

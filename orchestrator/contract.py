@@ -34,6 +34,8 @@ class TrialStopping:
     eval_every: int
     patience: int | None = None
     min_delta: float = 0.0
+    asha_grace: int | None = None  # ASHA's grace period and max_t in steps for the trial's whole group (budgets in
+    asha_max_t: int | None = None  # epochs differ by shard); None: the sweep-wide values
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from orchestrator.contract import TrialPlan, TrialReport
+from orchestrator.contract import PLAN_KEY, TrialPlan, TrialReport
 from orchestrator.ray_internals import asha_restore, asha_rung_entries, asha_state, asha_trials
 from sweepstore import redact, resolve, write_atomic
 
@@ -129,8 +129,18 @@ class GroupedASHAScheduler(FIFOScheduler):
             self._group_of_trial[trial.trial_id] = key
         if key not in self._groups:
             self._groups[key] = AsyncHyperBandScheduler(metric=self._metric, mode=self._mode,
-                                                        **self._asha_kwargs)
+                                                        **self._group_kwargs(trial))
         return self._groups[key]
+
+    def _group_kwargs(self, trial: Trial) -> dict[str, Any]:
+        """ASHA's settings for the trial's group: the plan's per-group grace period and max_t in steps when its
+        budgets depend on the shard (``orchestrator.plan``: the same for every trial of a group), else the
+        sweep-wide ones."""
+        kwargs = dict(self._asha_kwargs)
+        stopping = TrialPlan.of(trial.config).stopping if PLAN_KEY in trial.config else None
+        if stopping is not None and stopping.asha_grace is not None and stopping.asha_max_t is not None:
+            kwargs.update(grace_period=stopping.asha_grace, max_t=max(stopping.asha_max_t, stopping.asha_grace))
+        return kwargs
 
     def _unit(self, trial: Trial) -> Configuration:
         unit = self._unit_of_trial.get(trial.trial_id)

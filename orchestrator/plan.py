@@ -16,15 +16,17 @@ import math
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from domains.base import Domain
 from domains.registry import UnknownDomainError, get_domain
+from orchestrator.budgets import asha_rungs, shard_budget
 from orchestrator.contract import TrialPlan, TrialStopping
 from orchestrator.spec import (
+    Budget,
     Choice,
     DomainSpec,
     Grid,
@@ -117,23 +119,35 @@ def _expand_hparams(space: Mapping[str, Any], samples: int, rng: random.Random) 
     return configs
 
 
-def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[TrialPlan]:
+def _by_shard(rd: ResolvedDomain) -> bool:
+    """Whether a domain's lengths depend on the shard (any of them in epochs or examples)."""
+    es = rd.spec.early_stopping
+    lengths = [es.grace_period] + [rd.spec.stopping_for(f)[n] for f in rd.spec.family_specs()
+                                   for n in ("max_steps", "eval_every")]
+    return any(isinstance(x, Budget) for x in lengths)
+
+
+def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain],
+                prepared: Mapping[str, Any] | None = None) -> list[TrialPlan]:
     """Every (domain × family × shard × width × configuration × seed) trial of the sweep.
 
     Each distinct configuration is checked by its domain first: a value no trial could train with fails the
-    plan (naming domain, family and hyperparameter), not hundreds of trials later."""
+    plan (naming domain, family and hyperparameter), not hundreds of trials later. With ``prepared`` (the domains'
+    prepared data) every trial gets its shard's ``train_size`` and budgets in epochs or examples become steps of
+    the real shard; without it, of the spec's ``planning.train_examples`` (placeholders when unstated). Trial
+    keys never depend on the data."""
     trials: list[TrialPlan] = []
     problems: dict[str, None] = {}  # ordered set: one line per distinct problem
     for name, rd in domains.items():
         dspec, plugin = rd.spec, rd.plugin
+        data = prepared.get(name) if prepared is not None else None
         es = dspec.early_stopping
         for family in dspec.family_specs():
             info = plugin.family(family)
             metric = info.metric if es.metric == "primary" else es.metric
             defaults = plugin.hparam_defaults(family)
-            stopping = TrialStopping(**dspec.stopping_for(family))
-            if "decay_steps" in defaults:  # a schedule decays over the trial's budget unless told otherwise
-                defaults = {**defaults, "decay_steps": stopping.max_steps}
+            stop = dspec.stopping_for(family)
+            decays = "decay_steps" in defaults and "decay_steps" not in dspec.hparams_for(family)
             for width in dspec.widths_for(family):
                 rng = random.Random(f"{spec.seed}/{name}/{family}/{width}")
                 configs = _expand_hparams(dspec.hparams_for(family), dspec.samples, rng)
@@ -142,24 +156,63 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain]) -> list[
                 threads = max(1, int(resources["cpu"]))
                 for hp in configs:
                     hparams = {**defaults, **hp}
-                    try:
-                        plugin.check_hparams(family, hparams)
-                    except (ValueError, TypeError) as exc:
-                        problems[f"  domains.{name}.hparams ({family}): {exc}"] = None
-                        continue
                     for fraction in dspec.fractions():
-                        config_key = _digest([spec.name, name, family, fraction, width, hparams])
+                        try:
+                            budget = shard_budget(rd.spec, rd.plugin, family, fraction, hparams, data)
+                            trial_hp = hparams
+                            if decays:  # a schedule decays over the trial's budget unless told otherwise
+                                trial_hp = {**hparams, "decay_steps": budget.max_steps}
+                            plugin.check_hparams(family, trial_hp)
+                        except (ValueError, TypeError) as exc:
+                            problems[f"  domains.{name}.hparams ({family}): {exc}"] = None
+                            break
+                        stopping = TrialStopping(max_steps=budget.max_steps, eval_every=budget.eval_every,
+                                                 patience=stop["patience"], min_delta=stop["min_delta"])
+                        # the key names the budget as the spec gives it: the same trials whatever the data's size
+                        key_hp = {**trial_hp, "decay_steps": _key_length(stop["max_steps"])} if decays else trial_hp
+                        config_key = _digest([spec.name, name, family, fraction, width, key_hp])
+                        train_size = plugin.train_size(data, fraction, family) if data is not None else None
                         for seed in range(spec.seed, spec.seed + dspec.seeds):
                             key = f"{name}-{family}-f{fraction:.6g}-w{width}-{config_key}-s{seed}"
                             trials.append(TrialPlan(
                                 trial_key=key, config_key=config_key, sweep=spec.name, domain=name,
-                                family=family, fraction=float(fraction), width=width, hparams=hparams, seed=seed,
-                                metric=metric, primary_metric=info.metric, size_unit=plugin.unit_for(family),
-                                stopping=stopping, threads=threads,
-                                resources=resources, workers=workers))
+                                family=family, fraction=float(fraction), width=width, hparams=trial_hp,
+                                seed=seed, metric=metric, primary_metric=info.metric,
+                                size_unit=plugin.unit_for(family), stopping=stopping, threads=threads,
+                                resources=resources, workers=workers, train_size=train_size))
     if problems:
         raise SpecError(f"invalid sweep spec {spec.name!r}:\n" + "\n".join(problems))
-    return trials
+    return _group_rungs(trials, domains, prepared)
+
+
+def _key_length(length: int | Budget) -> int | str:
+    return length if isinstance(length, int) else length.model_dump_json(exclude_none=True)
+
+
+def _group_rungs(trials: list[TrialPlan], domains: Mapping[str, ResolvedDomain],
+                 prepared: Mapping[str, Any] | None) -> list[TrialPlan]:
+    """Trials whose lengths depend on the shard carry their ASHA group's grace period and max_t in steps: the
+    smallest grace and the longest budget of the group, so every trial of a group is judged at the same rungs."""
+    by_shard = {name for name, rd in domains.items() if _by_shard(rd)}
+    if not by_shard:
+        return trials
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in enumerate(trials):
+        if t.domain in by_shard:
+            group_by = domains[t.domain].spec.early_stopping.group_by
+            groups.setdefault((t.domain, *group_key(t, group_by)), []).append(i)
+    out = list(trials)
+    for members in groups.values():
+        first = trials[members[0]]
+        rd = domains[first.domain]
+        data = prepared.get(first.domain) if prepared is not None else None
+        graces = [shard_budget(rd.spec, rd.plugin, trials[i].family, trials[i].fraction, trials[i].hparams, data).grace
+                  for i in members]
+        max_t = max(trials[i].stopping.max_steps for i in members)
+        grace = max(1, min(min(graces), max_t))
+        for i in members:
+            out[i] = replace(trials[i], stopping=replace(trials[i].stopping, asha_grace=grace, asha_max_t=max_t))
+    return out
 
 
 def group_key(plan: TrialPlan, fields: tuple[str, ...]) -> tuple[Any, ...]:
@@ -169,19 +222,78 @@ def group_key(plan: TrialPlan, fields: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(values[f] for f in fields)
 
 
-def format_plan(trials: list[TrialPlan]) -> str:
-    """The trial table: counts per domain / family / shard with the widths, and the total."""
-    rows = Counter((t.domain, t.family, t.fraction) for t in trials)
-    widths: dict[tuple[str, str, float], set[int]] = {}
+def _span(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return format(lo, fmt) if math.isclose(lo, hi, rel_tol=1e-6) else f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+def _rungs(t: TrialPlan, rd: ResolvedDomain, max_t: int) -> list[int]:
+    """ASHA's rungs for the trial's group: its own when its budgets depend on the shard, else the sweep-wide ones
+    (one scheduler per sweep: max_t is the longest budget of every domain)."""
+    es = rd.spec.early_stopping
+    if not es.enabled:
+        return []
+    if t.stopping.asha_grace is not None and t.stopping.asha_max_t is not None:
+        return asha_rungs(t.stopping.asha_grace, t.stopping.asha_max_t, es.reduction_factor)
+    return asha_rungs(es.grace_steps(), max_t, es.reduction_factor)
+
+
+def format_plan(trials: list[TrialPlan], domains: Mapping[str, ResolvedDomain] | None = None,
+                prepared: Mapping[str, Any] | None = None) -> str:
+    """The trial table: per domain / family / shard the widths and trials, and (given the resolved ``domains``)
+    the budget in steps and epochs, the first evaluation in epochs and ASHA's rungs; then each family's data
+    and parameter spans and the paper rules the plan breaks (``orchestrator.plan_rules``)."""
+    keys = sorted({(t.domain, t.family, t.fraction) for t in trials})
+    rows: dict[tuple[str, str, float], list[TrialPlan]] = {k: [] for k in keys}
     for t in trials:
-        widths.setdefault((t.domain, t.family, t.fraction), set()).add(t.width)
-    lines = [f"{'domain':<10} {'family':<12} {'shard':>10} {'widths':<24} {'trials':>7}"]
-    for (domain, family, fraction), n in sorted(rows.items()):
-        ws = ",".join(str(w) for w in sorted(widths[(domain, family, fraction)]))
-        lines.append(f"{domain:<10} {family:<12} {fraction:>10.5g} {ws:<24} {n:>7}")
+        rows[(t.domain, t.family, t.fraction)].append(t)
+    head = f"{'domain':<8} {'family':<12} {'shard':>10} {'widths':<26} {'trials':>6}"
+    lines = [head + (f" {'steps':>13} {'epochs':>11} {'1st eval ep':>11}  rungs (steps)" if domains else "")]
+    for key, group in rows.items():
+        ws = ",".join(str(w) for w in sorted({t.width for t in group}))
+        line = f"{key[0]:<8} {key[1]:<12} {key[2]:>10.5g} {ws:<26} {len(group):>6}"
+        if domains:
+            rd = domains[key[0]]
+            data = prepared.get(key[0]) if prepared is not None else None
+            budgets = [shard_budget(rd.spec, rd.plugin, t.family, t.fraction, t.hparams, data) for t in group]
+            steps = _span([t.stopping.max_steps for t in group], "d")
+            if all(b.known for b in budgets):
+                epochs = _span([b.epochs(t.stopping.max_steps) for b, t in zip(budgets, group, strict=True)], ".3g")
+                first = _span([b.epochs(t.stopping.eval_every) for b, t in zip(budgets, group, strict=True)], ".3g")
+            else:
+                epochs = first = "?"
+            max_t = max(d.spec.max_steps() for d in domains.values())
+            rungs = ",".join(str(r) for r in _rungs(group[0], rd, max_t)) or "-"
+            line += f" {steps:>13} {epochs:>11} {first:>11}  {rungs}"
+        lines.append(line)
     per_domain = Counter(t.domain for t in trials)
     lines.append("")
     for domain, n in sorted(per_domain.items()):
         lines.append(f"{domain}: {n} trials")
     lines.append(f"total: {len(trials)} trials")
+    if domains:
+        lines += _rule_lines(trials, domains, prepared)
     return "\n".join(lines)
+
+
+def _rule_lines(trials: list[TrialPlan], domains: Mapping[str, ResolvedDomain],
+                prepared: Mapping[str, Any] | None) -> list[str]:
+    from orchestrator.plan_rules import family_spans, violations  # torch: only when the rules are printed
+
+    spans = family_spans(trials, domains, prepared)
+    lines = ["", "spans per family (parameters without / with embeddings and softmax):"]
+    for s in spans:
+        data = f"data {s.fractions[0]:.4g}-{s.fractions[1]:.4g} = {s.decades:.2f} decades"
+        if s.params:
+            without = [p[1] for p in s.params.values()]
+            with_ = [p[0] for p in s.params.values()]
+            params = (f"params {min(without):.3g}-{max(without):.3g} = {s.span(False):.0f}x without, "
+                      f"{min(with_):.3g}-{max(with_):.3g} = {s.span(True):.1f}x with")
+        else:
+            params = "params not counted"
+        need = f"; needs >= {s.needed:.0f}x (beta_p {s.beta_p:g} + 0.2)" if s.needed is not None else ""
+        lines.append(f"  {s.domain}/{s.family}: {data}; {params}{need}")
+    broken = violations(trials, domains, spans, prepared)
+    lines.append("")
+    lines += ["paper rules: all hold"] if not broken else [f"RULE BROKEN: {v}" for v in broken]
+    return lines

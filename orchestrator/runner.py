@@ -320,8 +320,8 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
     pool = candidate_spec(spec) if adaptive else spec
     trials = plan_trials(pool, resolve_domains(pool) if adaptive else domains)
     prepared = prepare_domains(domains, storage)  # a missing dataset fails here, before trials are queued
-    trials = [replace(t, train_size=domains[t.domain].plugin.train_size(prepared[t.domain], t.fraction, t.family))
-              for t in trials]
+    # again with the shards' real sizes: train_size, and budgets in epochs as steps of each shard
+    trials = plan_trials(pool, resolve_domains(pool) if adaptive else domains, prepared)
 
     local_ray = init_ray(num_cpus, address)
     trials = fit_to_cluster(trials, local_ray)

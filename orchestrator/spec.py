@@ -110,15 +110,84 @@ def _hparam(value: Any) -> Any:
 HParam = Annotated[Any, BeforeValidator(_hparam)]
 
 
+class Budget(_Strict):
+    """A length given in epochs of the trial's shard or in training examples, turned into optimizer steps per
+    trial once the shard's size is known (``orchestrator.plan``), so every shard gets the same number of passes
+    over its data instead of the same number of steps. An example is one row of a batch: an image, a sentence
+    pair, an utterance, one token of an LM's stream. ``min_steps`` / ``max_steps`` bound the steps."""
+
+    epochs: float | None = Field(None, gt=0)
+    examples: float | None = Field(None, gt=0)
+    min_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Budget:
+        if (self.epochs is None) == (self.examples is None):
+            raise ValueError("give exactly one of epochs, examples (and optionally min_steps, max_steps)")
+        if self.min_steps is not None and self.max_steps is not None and self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) must be <= max_steps ({self.max_steps})")
+        return self
+
+    def steps(self, shard_examples: float, examples_per_step: float) -> int:
+        """Optimizer steps for a shard of ``shard_examples`` read ``examples_per_step`` at a time (at least 1)."""
+        examples = self.examples if self.epochs is None else self.epochs * shard_examples
+        steps = max(1, math.ceil(examples / examples_per_step - 1e-9))
+        if self.min_steps is not None:
+            steps = max(steps, self.min_steps)
+        if self.max_steps is not None:
+            steps = min(steps, self.max_steps)
+        return steps
+
+    def describe(self) -> str:
+        unit = f"{self.epochs:g} epochs" if self.epochs is not None else f"{self.examples:g} examples"
+        bounds = [f">= {self.min_steps} steps"] if self.min_steps else []
+        bounds += [f"<= {self.max_steps} steps"] if self.max_steps else []
+        return unit + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _length(value: Any) -> Any:
+    """Optimizer steps (a whole number) or a ``Budget`` mapping; anything else gets one clear message."""
+    if isinstance(value, Budget) or (isinstance(value, int) and not isinstance(value, bool)):
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("must be a positive number of steps")
+        return value
+    if isinstance(value, dict) and set(value) <= set(Budget.model_fields) and (
+            "epochs" in value or "examples" in value):
+        return Budget.model_validate(value)
+    raise ValueError("must be a whole number of optimizer steps or one of {epochs: E}, {examples: N} (each with "
+                     "optional min_steps, max_steps)")
+
+
+Length = Annotated[int | Budget, BeforeValidator(_length)]
+
+
+def _same_unit(a: int | Budget, b: int | Budget) -> bool:
+    """Two lengths that can be compared before the shard's size is known."""
+    if isinstance(a, int) or isinstance(b, int):
+        return isinstance(a, int) and isinstance(b, int)
+    return (a.epochs is None) == (b.epochs is None)
+
+
+def _amount(x: int | Budget) -> float:
+    return float(x) if isinstance(x, int) else float(x.epochs if x.epochs is not None else x.examples)
+
+
+def _not_longer(small: int | Budget, large: int | Budget) -> bool:
+    return not _same_unit(small, large) or _amount(small) <= _amount(large)
+
+
 class EarlyStopping(_Strict):
-    """Per-group ASHA plus each trial's own patience. Resource unit: optimizer steps."""
+    """Per-group ASHA plus each trial's own patience. ``max_steps`` (the budget), ``eval_every`` and
+    ``grace_period`` are optimizer steps, or ``{epochs: E}`` / ``{examples: N}`` of the trial's shard with
+    optional ``min_steps``/``max_steps`` bounds (``Budget``); ASHA's resource is always steps, set per group."""
 
     metric: str = "primary"  # "primary" = each family's primary metric; else a metric name all families report
-    grace_period: int = Field(100, gt=0)
+    grace_period: Length = 100
     reduction_factor: float = Field(3.0, gt=1.0)
     brackets: int = Field(1, ge=1)
-    max_steps: int = Field(2000, gt=0)
-    eval_every: int = Field(50, gt=0)
+    max_steps: Length = 2000
+    eval_every: Length = 50
     patience: int | None = Field(4, ge=1)  # evaluations without improvement before a trial stops itself
     min_delta: float = Field(0.0, ge=0.0)  # relative improvement that counts
     group_by: tuple[Literal["domain", "family", "fraction", "width", "config"], ...] = (
@@ -127,11 +196,20 @@ class EarlyStopping(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> EarlyStopping:
-        if self.grace_period > self.max_steps:
-            raise ValueError(f"grace_period ({self.grace_period}) must be <= max_steps ({self.max_steps})")
-        if self.eval_every > self.max_steps:
-            raise ValueError(f"eval_every ({self.eval_every}) must be <= max_steps ({self.max_steps})")
+        if not _not_longer(self.grace_period, self.max_steps):
+            raise ValueError(f"grace_period ({_show(self.grace_period)}) must be <= max_steps "
+                             f"({_show(self.max_steps)})")
+        if not _not_longer(self.eval_every, self.max_steps):
+            raise ValueError(f"eval_every ({_show(self.eval_every)}) must be <= max_steps ({_show(self.max_steps)})")
         return self
+
+    def grace_steps(self) -> int:
+        """ASHA's grace period when it is given in steps; 1 when it depends on the shard (set per group then)."""
+        return self.grace_period if isinstance(self.grace_period, int) else 1
+
+
+def _show(x: int | Budget) -> str:
+    return str(x) if isinstance(x, int) else x.describe()
 
 
 def _whole_gpus(v: float | None) -> float | None:
@@ -199,8 +277,8 @@ class Resources(_Strict):
 class TrialStopping(_Strict):
     """Per-family overrides of when a trial stops itself (ASHA's rungs stay shared by the domain)."""
 
-    max_steps: int | None = Field(None, gt=0)
-    eval_every: int | None = Field(None, gt=0)
+    max_steps: Length | None = None
+    eval_every: Length | None = None
     patience: int | None = Field(None, ge=1)
     min_delta: float | None = Field(None, ge=0.0)
 
@@ -211,6 +289,25 @@ class FamilySpec(_Strict):
     widths: list[int] | None = None
     hparams: dict[str, HParam] = Field(default_factory=dict)
     early_stopping: TrialStopping = TrialStopping()
+
+
+class Planning(_Strict):
+    """What ``scaling-sweep plan`` assumes of data it has not read: the full training set in examples (a number
+    for every family, or one per family: an LM's word and char families count words and characters), and hints
+    the domain needs to build a model without its data (``planning_data``: e.g. image ``num_classes``). Runs use
+    the prepared data's real sizes."""
+
+    train_examples: float | dict[str, float] | None = None
+    data: dict[str, Any] = Field(default_factory=dict)  # what the domain's model needs and its data section lacks
+
+    @field_validator("train_examples")
+    @classmethod
+    def _positive(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values = v if isinstance(v, dict) else {"train_examples": v} if v is not None else {}
+        bad = {k: n for k, n in values.items() if not n > 0}
+        if bad:
+            raise ValueError(f"examples must be positive; bad: {bad}")
+        return v
 
 
 class DomainSpec(_Strict):
@@ -225,6 +322,7 @@ class DomainSpec(_Strict):
     seeds: int = Field(1, ge=1)
     early_stopping: EarlyStopping = EarlyStopping()
     resources: Resources = Resources()
+    planning: Planning | None = None
 
     @field_validator("shards")
     @classmethod
@@ -262,25 +360,44 @@ class DomainSpec(_Strict):
         return {**self.hparams, **self.family_specs()[family].hparams}
 
     def stopping_for(self, family: str) -> dict[str, Any]:
-        """The trial-level stopping rules of a family: the domain's, with the family's overrides."""
-        base = self.early_stopping.model_dump(include={"max_steps", "eval_every", "patience", "min_delta"})
-        return {**base, **self.family_specs()[family].early_stopping.model_dump(exclude_none=True)}
+        """The trial-level stopping rules of a family: the domain's, with the family's overrides (lengths in steps
+        or as ``Budget``s)."""
+        names = ("max_steps", "eval_every", "patience", "min_delta")
+        own = self.family_specs()[family].early_stopping
+        return {n: getattr(self.early_stopping, n) if getattr(own, n) is None else getattr(own, n) for n in names}
+
+    def examples_for(self, family: str) -> float | None:
+        """The full training set of ``family`` in examples as the spec's ``planning`` states it (None: unstated)."""
+        given = self.planning.train_examples if self.planning is not None else None
+        if isinstance(given, dict):
+            return given.get(family)
+        return given
 
     @model_validator(mode="after")
     def _family_stopping(self) -> DomainSpec:
+        grace = self.early_stopping.grace_period
         for family in self.family_specs():
             stop = self.stopping_for(family)
-            if self.early_stopping.grace_period > stop["max_steps"]:
-                raise ValueError(f"families.{family}.early_stopping.max_steps ({stop['max_steps']}) must be >= "
-                                 f"early_stopping.grace_period ({self.early_stopping.grace_period})")
-            if stop["eval_every"] > stop["max_steps"]:
-                raise ValueError(f"families.{family}: eval_every ({stop['eval_every']}) must be <= "
-                                 f"max_steps ({stop['max_steps']})")
+            if not _not_longer(grace, stop["max_steps"]):
+                raise ValueError(f"families.{family}.early_stopping.max_steps ({_show(stop['max_steps'])}) must be >= "
+                                 f"early_stopping.grace_period ({_show(grace)})")
+            if not _not_longer(stop["eval_every"], stop["max_steps"]):
+                raise ValueError(f"families.{family}: eval_every ({_show(stop['eval_every'])}) must be <= "
+                                 f"max_steps ({_show(stop['max_steps'])})")
+        if self.planning is not None and isinstance(self.planning.train_examples, dict):
+            unknown = sorted(set(self.planning.train_examples) - set(self.family_specs()))
+            if unknown:
+                raise ValueError(f"planning.train_examples: unknown families {unknown}; allowed: "
+                                 f"{', '.join(self.family_specs())}")
         return self
 
     def max_steps(self) -> int:
-        """The longest any trial of this domain may run: ASHA's max_t."""
-        return max(self.stopping_for(f)["max_steps"] for f in self.family_specs())
+        """The longest any trial of this domain may run when every budget is in steps (ASHA's default max_t; budgets
+        in epochs or examples set max_t per group, and count here by their ``max_steps`` bound or 1)."""
+        def steps(x: int | Budget) -> int:
+            return x if isinstance(x, int) else (x.max_steps or 1)
+        return max(max(steps(self.stopping_for(f)["max_steps"]) for f in self.family_specs()),
+                   self.early_stopping.grace_steps())
 
 
 class SweepSpec(_Strict):
@@ -307,7 +424,7 @@ class SweepSpec(_Strict):
 def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "list[", "dict[")) and
                     p not in {"Grid", "Choice", "LogUniform", "Uniform", "int", "float", "str", "bool",
-                              "ShardRange"})
+                              "ShardRange", "Budget"})
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

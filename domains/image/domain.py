@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -109,6 +110,14 @@ class ImageDomain(ModelDomain, name="image", size_unit="images"):
     def train_size(self, prepared: ImageData, fraction: float, family: str) -> float:
         self.family(family)
         return float(len(prepared.shard_rows(fraction)))
+
+    def planning_data(self, source: BaseModel, hints: Mapping[str, Any]) -> Any | None:
+        """Classes and channels come from the data; without ``hints["num_classes"]`` there is nothing to count."""
+        if "num_classes" not in hints:
+            return None
+        src = self.parse_source(source)
+        return SimpleNamespace(num_classes=int(hints["num_classes"]), channels=int(hints.get("channels", 3)),
+                               image_size=src.image_size or int(hints.get("image_size", 224)))
 
     def build_model(self, prepared: ImageData, width: int, hp: ImageHParams) -> ScaledResNet:
         knob = {"depth": hp.depth} if isinstance(hp, ResNetHParams) else {"channels": hp.channels}

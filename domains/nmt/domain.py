@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
@@ -114,6 +115,12 @@ class NMTDomain(ModelDomain, name="nmt", size_unit="target tokens"):
     def train_size(self, prepared: NMTData, fraction: float, family: str) -> float:
         self.family(family)
         return float(prepared.shard_tokens(fraction))
+
+    def shard_examples(self, prepared: NMTData, fraction: float, family: str) -> float:
+        return float(len(prepared.shard_pairs(fraction)))  # sentence pairs; batch_size counts pairs
+
+    def planning_data(self, source: BaseModel, hints: Mapping[str, Any]) -> Any:
+        return SimpleNamespace(vocab_size=self.parse_source(source).vocab_size)
 
     def build_model(self, prepared: NMTData, width: int, hp: NMTHParams) -> Seq2Seq:
         shape = {"head_dim": hp.head_dim, "ffn_ratio": hp.ffn_ratio} if hp.family == "transformer" else {}

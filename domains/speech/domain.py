@@ -10,6 +10,7 @@ import shutil
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import torch
@@ -126,6 +127,13 @@ class SpeechDomain(ModelDomain, name="speech", size_unit="hours"):
     def train_size(self, prepared: SpeechData, fraction: float, family: str) -> float:
         self.family(family)
         return prepared.shard_hours(fraction)
+
+    def shard_examples(self, prepared: SpeechData, fraction: float, family: str) -> float:
+        return float(prepared.shard_size(fraction))  # utterances; batch_size counts utterances
+
+    def planning_data(self, source: BaseModel, hints: Mapping[str, Any]) -> Any:
+        src = self.parse_source(source)
+        return SimpleNamespace(n_mels=src.n_mels, alphabet=src.alphabet)
 
     def build_model(self, prepared: SpeechData, width: int, hp: SpeechHParams) -> torch.nn.Module:
         return hp.build(prepared.n_mels, len(prepared.alphabet) + 1, width)
