@@ -3,13 +3,15 @@
 ``TrainingTask.train`` owns the step: the next batch (this replica's share of it, ``Task.rank_share``), the
 learning rate of the step (``HParams.lr_at``), the loss, backward, the data-parallel gradient average
 (``Task.synced``), clipping, the update, the divergence watch and what the call consumed. ``evaluate`` owns eval
-mode and the NaN metrics of a diverged run; ``state_dict`` owns model, optimizer, RNG streams, step count and the
-divergence flag. A domain's task implements the hooks below the line ``--- hooks``.
+mode and the NaN metrics of a diverged run; ``state_dict`` owns model, optimizer, RNG streams, step count, the
+divergence flag and the FLOPs of a step (counted on the first step trained, ``domains.flops``). A domain's task
+implements the hooks below the line ``--- hooks``.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,10 +20,13 @@ from typing import Any
 import torch
 
 from domains.base import Share, Task, TrainStats
+from domains.flops import step_flops
 from domains.hparams import HParams
 from domains.parameters import count_parameters
 from domains.task_state import restore, snapshot
 from domains.train_loop import LossMeter, optimizer_step
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -47,6 +52,9 @@ class TrainingTask(Task):
         self.optimizer = hp.optimizer_for(self.model)
         self.num_params = count_parameters(self.model)
         self.non_embedding_params = count_parameters(self.model, embeddings=False)
+        # training FLOPs of one step on this process's share of a batch (domains.flops), counted on the first
+        # step trained; NaN when counting failed (the trial trains on without the figure)
+        self.flops_per_step: float | None = None
         self.steps_done = 0  # optimizer updates so far: the schedule's clock
         self.diverged = False
 
@@ -58,6 +66,8 @@ class TrainingTask(Task):
         meter, totals = LossMeter(self.divergence_threshold), {}
         for _ in range(steps):
             batch = self.next_batch(self.rank_share)
+            if self.flops_per_step is None:
+                self.flops_per_step = self._count_flops(batch)
             lr = self.hp.lr_at(self.steps_done)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -73,6 +83,13 @@ class TrainingTask(Task):
         return TrainStats(loss=meter.mean, samples=samples, steps=meter.steps,
                           extra={**extra, "diverged": float(self.diverged)})
 
+    def _count_flops(self, batch: Any) -> float:
+        try:
+            return step_flops(self, batch)
+        except Exception:  # a missing FLOP figure must never cost the trial
+            log.warning("%s: could not count the FLOPs of a training step", type(self).__name__, exc_info=True)
+            return math.nan
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """The validation metrics (NaN for a diverged run: no pass over the validation set)."""
@@ -85,7 +102,7 @@ class TrainingTask(Task):
         """A deep copy: training on afterwards does not change what was returned."""
         extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         return snapshot(self.model, self.optimizer, self.device, steps=self.steps_done, diverged=self.diverged,
-                        **extra, **self.identity(), **self.reader_state())
+                        flops_per_step=self.flops_per_step, **extra, **self.identity(), **self.reader_state())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         saved = {k: state[k] for k in self.identity()}
@@ -96,6 +113,7 @@ class TrainingTask(Task):
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.steps_done, self.diverged = int(state["steps"]), bool(state["diverged"])
+        self.flops_per_step = state.get("flops_per_step")  # checkpoints of older code lack it: counted again
         self.load_reader_state(state)
 
     # --- hooks ------------------------------------------------------------------------------------------
