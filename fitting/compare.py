@@ -129,6 +129,15 @@ class Comparison:
         return (f"{self.domain}: {b} vs {a}: Δβ_g = {self.delta_beta:+.3f}{ci_text} (β_g {self.beta_b:.3f} vs "
                 f"{self.beta_a:.3f}), p = {p} ({verdict}); {reach}")
 
+    def format_text(self) -> str:
+        """The sentence, then the numbers behind it (the CLI's output)."""
+        lines = [self.sentence(), f"  test: {self.test}",
+                 f"  shards fitted: {self.family_a} {self.shards_a}, {self.family_b} {self.shards_b}; metric "
+                 f"{self.metric}; intervals at {self.level:.0%}"]
+        if self.storage_a != self.storage_b:
+            lines.append(f"  {self.family_a} from {self.storage_a}; {self.family_b} from {self.storage_b}")
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["equal_rejected"] = self.equal_rejected

@@ -1,4 +1,4 @@
-"""``scaling-sweep``: plan, run, quickstart and fit learning-curve sweeps."""
+"""``scaling-sweep``: plan, run, quickstart, fit and compare learning-curve sweeps."""
 
 from __future__ import annotations
 
@@ -97,6 +97,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return _print_fits(args.storage, args.json, args.bootstrap, args.domain, args.metric, args.form)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fitting.compare import CompareError, compare_store
+
+    try:
+        result = compare_store(args.storage, args.families, storage2=args.storage2, domain=args.domain,
+                               metric=args.metric)
+    except CompareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format_text())
+    return 0
+
+
 def cmd_domains(args: argparse.Namespace) -> int:
     for name, ep in sorted(installed_domains().items()):
         print(f"{name:<10} {ep.value}")
@@ -149,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="learning-curve form: pure power law, with floor, or chosen by the data")
     sp.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates for the intervals")
     sp.set_defaults(func=cmd_fit)
+
+    sp = sub.add_parser("compare", help="compare two model families' learning-curve exponents (Δβ_g, a test of "
+                                        "equal exponents, the offset as a data multiplier)")
+    sp.add_argument("storage", help="the sweep's storage (path or pyarrow URI)")
+    sp.add_argument("--families", required=True, help="two families as a,b (b is compared against a)")
+    sp.add_argument("--storage2", help="take family b from this storage (e.g. a second sweep)")
+    sp.add_argument("--domain", help="the domain (needed when both families are in several)")
+    sp.add_argument("--metric", help="compare this metric instead of the primary one")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_compare)
 
     from fitting.service.server import add_arguments, serve_from_args
 

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from fitting.store import ResultsStore
 from tests.fitting.synthetic import power, sweep
 
@@ -55,6 +57,28 @@ def test_fit_on_an_empty_store_and_a_bad_spec_fail_clearly(tmp_path: Path) -> No
 
 
 def test_help_everywhere() -> None:
-    for command in ([], ["plan"], ["run"], ["resume"], ["quickstart"], ["fit"], ["serve"], ["domains"]):
+    for command in ([], ["plan"], ["run"], ["resume"], ["quickstart"], ["fit"], ["compare"], ["serve"],
+                    ["domains"]):
         out = cli(*command, "--help")
         assert out.returncode == 0 and "usage: scaling-sweep" in out.stdout
+
+
+def test_compare_two_families_text_json_and_errors(tmp_path: Path) -> None:
+    store = ResultsStore(str(tmp_path))
+    now = datetime.now(tz=UTC)
+    rows = [*sweep(power, seeds=1, family="word").to_dict("records"),
+            *sweep(lambda m: 4.0 * m**-0.36, seeds=1, family="char", seed=1).to_dict("records")]
+    for row in rows:
+        store.write_trial({**row, "sweep": "synthetic", "started_at": now, "finished_at": now})
+    text = cli("compare", str(tmp_path), "--families", "word,char")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("lm: char vs word: Δβ_g = -0.06") and "exponents differ" in text.stdout
+    assert "char reaches word's error" in text.stdout and "× the data" in text.stdout
+    out = cli("compare", str(tmp_path), "--families", "word,char", "--json", "--domain", "lm")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["delta_beta"] == pytest.approx(-0.06, abs=0.01) and got["p_value"] < 0.05
+    lo, hi = got["delta_beta_ci"]
+    assert lo < -0.06 < hi and got["multiplier_ci"][0] < got["multiplier"] < got["multiplier_ci"][1]
+    bad = cli("compare", str(tmp_path), "--families", "word,lstm")
+    assert bad.returncode == 2 and "families: 'lstm' has no trials" in bad.stderr and "char, word" in bad.stderr
