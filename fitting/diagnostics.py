@@ -32,20 +32,22 @@ TAIL_FRACTION = 0.25
 
 def still_improving(steps: np.ndarray, values: np.ndarray, *, tail: float = TAIL_FRACTION,
                     rtol: float = CONVERGED_RTOL) -> bool | None:
-    """Whether the best-so-far of ``values`` (lower is better) improved by more than ``rtol`` over the last
-    ``tail`` of the run's steps; None with fewer than 2 finite evaluations (nothing to judge)."""
+    """Whether the best-so-far of ``values`` (lower is better; one per evaluation at ``steps``) fell by more than
+    ``rtol`` (relative) over the last ``tail`` of the run's steps, measured from the last evaluation at or before
+    that tail began. A run whose first finite value came within the tail is still improving; None with fewer
+    than 2 evaluations or no finite value (nothing to judge). The recorder's rule, applied to stored history."""
     steps, values = np.asarray(steps, float), np.asarray(values, float)
-    ok = np.isfinite(steps) & np.isfinite(values)
-    steps, values = steps[ok], values[ok]
-    if steps.size < 2:
-        return None
+    steps, values = steps[np.isfinite(steps)], values[np.isfinite(steps)]
     order = np.argsort(steps, kind="stable")
-    steps, best = steps[order], np.minimum.accumulate(values[order])
+    steps, values = steps[order], np.where(np.isfinite(values[order]), values[order], np.inf)
+    if steps.size < 2 or not np.isfinite(values).any():
+        return None
     start = steps[-1] - tail * (steps[-1] - steps[0])
-    before = np.flatnonzero(steps <= start)
-    ref = best[before[-1]] if before.size else best[0]
-    gain = ref - best[-1]
-    return bool(gain > rtol * abs(ref)) if ref != 0 else bool(gain > 0)
+    ref = int(np.flatnonzero(steps <= start)[-1])
+    before, end = float(values[:ref + 1].min()), float(values.min())
+    if not math.isfinite(before):
+        return True
+    return end < before - abs(before) * rtol
 
 
 def history_converged(history: pa.Table, metric: str) -> bool | None:
@@ -180,10 +182,12 @@ def diagnose(name: str, frame: pd.DataFrame, counted: Sequence[ShardPoint], othe
     ``frame`` is the family's usable trials (:class:`fitting.aggregate.TrialSet` frame); ``read_history`` is
     called once per completed max_steps trial stored without ``converged``.
     """
+    cols = [c for c in ("trial_key", "converged", "status", "stop_reason", "metric") if c in frame.columns]
     converged = {str(rec["trial_key"]): trial_converged(rec, read_history)
-                 for rec in frame.to_dict("records")}
+                 for rec in frame[cols].to_dict("records")}
+    shards = dict(tuple(frame.groupby("train_size", sort=False))) if len(frame) else {}
     for p in (*counted, *others):
-        annotate_point(p, frame[frame["train_size"] == p.train_size], converged)
+        annotate_point(p, shards.get(p.train_size, frame.iloc[:0]), converged)
     out = _count(list(counted))
     for c in converged.values():
         if c is None:

@@ -9,12 +9,8 @@ import pytest
 
 from fitting.curves import fit_family, fit_store
 from fitting.diagnostics import CONVERGED_RTOL, history_converged, still_improving, trial_converged
-from fitting.store import RESULT_SCHEMA, ResultsStore
+from fitting.store import ResultsStore
 from tests.fitting import diagnostic_sweep as sweep
-
-STORE_HAS_COLUMNS = {"converged", "non_embedding_params"} <= set(RESULT_SCHEMA.names)
-needs_columns = pytest.mark.skipif(not STORE_HAS_COLUMNS, reason="fitting.store has no converged / "
-                                   "non_embedding_params columns yet")
 
 
 @pytest.fixture
@@ -32,7 +28,10 @@ def test_still_improving_compares_the_best_so_far_over_the_last_quarter() -> Non
     tiny = 1.0 - CONVERGED_RTOL / 2
     assert still_improving(steps, np.array([3.0, 2.0, 1.0, tiny])) is False  # within the tolerance
     assert still_improving(steps[:1], np.array([1.0])) is None
-    assert still_improving(steps, np.array([np.nan, np.nan, np.nan, 1.0])) is None  # one finite evaluation
+    assert still_improving(steps, np.array([np.nan, np.nan, np.nan, 1.0])) is True  # finite only at the end
+    assert still_improving(steps, np.full(4, np.nan)) is None
+    assert still_improving(np.array([np.nan, 200, np.nan, 400]), np.array([3.0, 1.0, 2.0, 1.0])) is False
+    assert still_improving(np.array([400, 100, 300, 200]), np.array([1.0, 3.0, 1.1, 2.0])) is True  # any order
 
 
 def test_trial_converged_prefers_the_stored_value_then_the_stop_reason_then_the_history(store) -> None:
@@ -100,7 +99,6 @@ def test_beta_p_without_embeddings_is_null_with_a_reason_in_older_stores(store) 
     assert all(p.best_params_non_embedding is None for p in fit.points)
 
 
-@needs_columns
 def test_stored_columns_give_convergence_and_beta_p_without_embeddings(tmp_path: Path) -> None:
     store = ResultsStore(str(tmp_path / "s"))
     sweep.write(store, sweep.rows(stored=True))

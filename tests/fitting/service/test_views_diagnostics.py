@@ -5,11 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
-from fitting.store import RESULT_SCHEMA
 from tests.fitting import diagnostic_sweep as sweep
 from tests.fitting.service.helpers import Live
-
-STORED = {"converged", "non_embedding_params"} <= set(RESULT_SCHEMA.names)  # columns the recorder now writes
 
 
 def test_curves_carry_point_flags_family_counts_and_warnings(live: Callable[..., Live]) -> None:
@@ -23,16 +20,21 @@ def test_curves_carry_point_flags_family_counts_and_warnings(live: Callable[...,
     d = fam["diagnostics"]
     assert (d["n_points"], d["width_at_largest"], d["width_at_smallest"], d["hparam_at_edge"]) == (5, 2, 1, {"lr": 1})
     assert "lm/char: best width is the largest at 2 of 5 shards: β_p is censored — add wider models" in d["warnings"]
-    if STORED:
-        assert [p["not_converged"] for p in points] == [False, False, False, False, True]
-        assert points[-1]["trial_converged"] == [False] and d["trials_unknown"] == 0
-        assert any("still improving at its budget cap at 1 of 5 shards" in w for w in d["warnings"])
-        assert fam["model_size_non_embedding"]["beta_p"] > fam["model_size"]["beta_p"]
-        assert points[-1]["best_params_non_embedding"] == 300 * 64**2
-    else:  # an older store: unknown, never guessed; β_p without embeddings null with the reason
-        assert all(p["not_converged"] is None for p in points) and d["convergence_unknown"] == 5
-        assert fam["model_size_non_embedding"] is None
-        assert "non_embedding_params" in fam["model_size_non_embedding_reason"]
+    assert [p["not_converged"] for p in points] == [False, False, False, False, True]
+    assert points[-1]["trial_converged"] == [False] and d["trials_unknown"] == 0
+    assert any("still improving at its budget cap at 1 of 5 shards" in w for w in d["warnings"])
+    assert fam["model_size_non_embedding"]["beta_p"] > fam["model_size"]["beta_p"]
+    assert points[-1]["best_params_non_embedding"] == 300 * 64**2 and fam["model_size_non_embedding_reason"] is None
+
+
+def test_an_older_store_shows_unknown_convergence_and_why_beta_p_without_embeddings_is_missing(
+        live: Callable[..., Live]) -> None:
+    srv = live(n_boot=100)
+    sweep.write(srv.store, sweep.rows())  # converged and non_embedding_params stored as null
+    (fam,) = srv.get("/curves/lm").json()["families"]
+    assert all(p["not_converged"] is None for p in fam["points"])
+    assert fam["diagnostics"]["convergence_unknown"] == 5 and fam["model_size_non_embedding"] is None
+    assert "non_embedding_params" in fam["model_size_non_embedding_reason"]
 
 
 def test_plot_marks_the_flagged_points(live: Callable[..., Live]) -> None:
@@ -48,8 +50,5 @@ def test_plot_marks_the_flagged_points(live: Callable[..., Live]) -> None:
     assert len(list(ids["hparam-edge-char"].iter(use))) == 1
     text = " ".join("".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text"))
     assert "best width the grid's largest (β_p censored)" in text
-    if STORED:
-        assert len(list(ids["not-converged-char"].iter(use))) == 1
-        assert "still improving at its budget cap" in text
-    else:
-        assert "not-converged-char" not in ids
+    assert len(list(ids["not-converged-char"].iter(use))) == 1
+    assert "still improving at its budget cap" in text
