@@ -111,6 +111,8 @@ def _optima_covariance(grids: np.ndarray, log_scores: np.ndarray, ell: np.ndarra
     r = np.where(ok, log_scores - np.log1p(c * d**2), 0.0)
     r = np.where(ok, r - (r.sum(1) / ok.sum(1))[:, None], 0.0)
     dof = int(ok.sum()) - 2 * n - 1
+    if dof < 1:  # no scores left to estimate the noise (fit_best_size gives up)
+        return np.full((n, n), np.nan), dof
     jac = np.zeros((int(ok.sum()), 2 * n + 1))
     j, w = np.nonzero(ok)
     dd = d[j, w]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fitting.aggregate import usable_trials
-from fitting.best_size import fit_best_size, width_scores
+from fitting.best_size import fit_best_size, fit_size, width_scores
 from fitting.curves import fit_family
 from tests.fitting.synthetic import BETA_P, Regime, sweep_batch
 
@@ -35,3 +36,26 @@ def test_best_size_beyond_the_widths_gives_no_law_and_no_interval() -> None:
     fit = fit_family(rows, form="power", n_boot=200)
     assert fit.beta_p == pytest.approx(0.0, abs=1e-12) and fit.beta_p_ci is None
     assert any("same at every shard" in note for note in fit.notes)
+
+
+def test_too_few_scores_for_the_noise_gives_no_law_instead_of_failing() -> None:
+    """3 shards with 3, 2 and 2 widths: 7 scores for 7 parameters (a level and ℓ per shard, c) leave no dof.
+    Seen on a real quickstart store (ASHA stopped whole widths at two shards); it used to divide by zero."""
+    rows = []
+    for m, widths in ((1000.0, (16, 32, 64)), (2000.0, (32, 64)), (4000.0, (32, 64))):
+        ideal = np.log2(32 * (m / 1000.0) ** 0.5)
+        for w in widths:
+            rows.append({"train_size": m, "num_params": 100 * w, "width": w, "config_key": f"{m:g}-{w}",
+                         "value": float(m**-0.3 * (1 + 0.1 * (np.log2(w) - ideal) ** 2))})
+    assert fit_best_size(pd.DataFrame(rows), [1000.0, 2000.0, 4000.0]) is None
+
+
+def test_fit_size_says_why_it_has_no_law() -> None:
+    frame = pd.DataFrame({"width": [16, 32], "num_params": [10, 20], "non_embedding_params": [None, None]})
+    assert "one model width" in fit_size(frame.iloc[:1], [1.0], [10]).reason
+    missing = fit_size(frame, [1.0, 2.0], [None, None], "non_embedding_params", "β_p without embeddings")
+    assert missing.fit is None and missing.reason == (
+        "β_p without embeddings not fitted: the store has no non_embedding_params (trials written before it was "
+        "recorded)")
+    some = frame.assign(non_embedding_params=[5, None])
+    assert "missing for some shards" in fit_size(some, [1.0, 2.0], [5, None], "non_embedding_params").reason
