@@ -40,7 +40,8 @@ def test_best_size_beyond_the_widths_gives_no_law_and_no_interval() -> None:
 
 def test_too_few_scores_for_the_noise_gives_no_law_instead_of_failing() -> None:
     """3 shards with 3, 2 and 2 widths: 7 scores for 7 parameters (a level and ℓ per shard, c) leave no dof.
-    Seen on a real quickstart store (ASHA stopped whole widths at two shards); it used to divide by zero."""
+    Seen on a real quickstart store still being written (some shards had only 2 widths stored); it used to
+    divide by zero."""
     rows = []
     for m, widths in ((1000.0, (16, 32, 64)), (2000.0, (32, 64)), (4000.0, (32, 64))):
         ideal = np.log2(32 * (m / 1000.0) ** 0.5)
