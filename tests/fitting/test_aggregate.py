@@ -110,3 +110,20 @@ def test_ten_thousand_rows_aggregate_to_one_point_per_shard() -> None:
     df = load_rows(pa.Table.from_pylist(rows))
     points = aggregate(df)  # its speed is a benchmark figure: benchmarks/fit_speed.py
     assert len(points) == 10
+
+
+def test_trial_frame_carries_what_the_diagnostics_read(tmp_path) -> None:
+    """hparams parsed even from JSON text, and the store's convergence and non-embedding columns passed on."""
+    store = ResultsStore(str(tmp_path))
+    for r in [row(1000, 64, 0, 1.0), row(1000, 32, 0, 1.3, status="stopped")]:
+        store.write_trial({**r, "stop_reason": "max_steps", "converged": False, "non_embedding_params": 7})
+    trials = usable_trials(store.read_results().to_pandas())  # JSON columns still text here
+    f = trials.frame.sort_values("width")
+    assert f["hparams"].tolist() == [{"lr": 0.001}, {"lr": 0.001}]
+    assert f["status"].tolist() == ["stopped", "completed"] and f["converged"].tolist() == [False, False]
+    assert f["stop_reason"].tolist() == ["max_steps"] * 2 and f["metric"].tolist() == ["val_loss"] * 2
+    (point,) = aggregate(store.read_results().to_pandas())
+    assert point.best_width == 64 and point.best_params_non_embedding == 7
+    assert (point.not_converged, point.width_at_edge, point.hparam_at_edge) == (None, None, {})  # not diagnosed yet
+    assert list(usable_trials(pd.DataFrame(columns=["train_size", "status"]), "x").frame.columns) == \
+        list(trials.frame.columns)

@@ -99,6 +99,10 @@ def test_plateau_shards_are_excluded_and_reported() -> None:
     assert [p.train_size for p in fit.points] == list(sizes[3:])
     assert abs(fit.beta_g + 0.4) <= 0.03
     assert any("plateau" in note for note in fit.notes)
+    # every point is diagnosed, the counts cover the fitted ones: 5 sizes around the best, lr searched over 2
+    assert all(p.width_at_edge is False and p.hparam_at_edge == {"lr": "low"} for p in (*fit.points, *fit.excluded))
+    assert fit.diagnostics.n_points == 7 and fit.diagnostics.hparam_at_edge == {"lr": 7}
+    assert fit.to_dict()["diagnostics"]["convergence_unknown"] == 7  # no stop_reason, no history: unknown
 
 
 def test_other_metric_from_best_metrics() -> None:
