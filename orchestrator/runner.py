@@ -214,7 +214,7 @@ def restore_tuner(experiment: str, trainable: Any, fs: pafs.FileSystem) -> tune.
                               storage_filesystem=fs)
 
 
-def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.TrialScheduler:
+def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str) -> tune.schedulers.TrialScheduler:
     rungs = {d.early_stopping.model_dump_json(exclude={"max_steps", "eval_every", "patience", "min_delta"})
              for d in spec.domains.values()}
     if len(rungs) > 1:
@@ -223,12 +223,36 @@ def _scheduler(spec: SweepSpec, state_path: str | None) -> tune.schedulers.Trial
                         "brackets, group_by and enabled; run them as separate sweeps")
     stopping = next(iter(spec.domains.values())).early_stopping
     if not stopping.enabled:
-        return tune.schedulers.FIFOScheduler()
+        return RecordedFIFOScheduler(results_uri)
     return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr=TrialReport.TIME_ATTR,
                                 metric=TrialReport.OBJECTIVE, mode="min",
                                 max_t=max(d.max_steps() for d in spec.domains.values()),
                                 grace_period=stopping.grace_steps(), reduction_factor=stopping.reduction_factor,
                                 brackets=stopping.brackets, state_path=state_path)
+
+
+class RecordedFIFOScheduler(tune.schedulers.FIFOScheduler):
+    """First in, first out (no early stopping), except that a restored trial whose row is already in the results
+    store is not trained again: it finished after Tune's last snapshot, before the driver died (per-group ASHA
+    does the same from its own state)."""
+
+    def __init__(self, results_uri: str) -> None:
+        super().__init__()
+        self.results_uri = results_uri
+        self._recorded: set[str] | None = None  # read at the first trial of this driver, not when pickled
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_recorded": None}
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if self._recorded is None:
+            rows = ResultsStore(self.results_uri).read_results().to_pylist()
+            self._recorded = {r["trial_id"] for r in rows if r.get("trial_id")}
+        if trial.trial_id in self._recorded and not trial.is_finished():
+            log.warning("trial %s had finished before the sweep was interrupted; not running it again", trial)
+            trial.set_status(trial.TERMINATED)
+            return
+        super().on_trial_add(tune_controller, trial)
 
 
 def trial_resources(config: dict[str, Any]) -> dict[str, float]:
@@ -370,7 +394,7 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
         if not searcher.finished:  # a fresh sweep, or one whose restored Tune run left decisions unfinished
             name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
             fit(make_tuner(spec, trainable, [], name, tune_path, fs, callbacks(len(trials), searcher),
-                           _scheduler(spec, asha_state_uri(storage, name)), storage, reuse_actors=reuse_actors,
+                           _scheduler(spec, asha_state_uri(storage, name), storage), storage, reuse_actors=reuse_actors,
                            search_alg=searcher))
         after = store.finished_keys()
         state = load_state(storage, spec.name) or {}
@@ -380,6 +404,6 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
         fit(make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),
-                       _scheduler(spec, asha_state_uri(storage, name)), storage, reuse_actors=reuse_actors))
+                       _scheduler(spec, asha_state_uri(storage, name), storage), storage, reuse_actors=reuse_actors))
     return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo),
                         tune_seconds=time.monotonic() - started)

@@ -195,6 +195,8 @@ class AdaptiveSearcher(Searcher):
         decisions = persisted.get("decisions", [])
         self.decisions = decisions if len(decisions) >= len(state["decisions"]) else list(state["decisions"])
         self._read_store()
+        # a trial in flight at the snapshot but stored since is not run again (the scheduler skips it): not live
+        self.live = {tid: k for tid, k in self.live.items() if k not in self.policy.observed}
         live = set(self.live.values())
         self.requeue = [k for k in later if k not in self.policy.observed and k not in live]
         self.finished = state["finished"] if not self.requeue else None
