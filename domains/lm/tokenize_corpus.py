@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, pairwise, repeat
@@ -111,14 +111,15 @@ def scan_file(path: Path, lowercase: bool) -> int:
     return len(read_lines(path, lowercase))
 
 
-def count_file(path: Path, lowercase: bool, keep: np.ndarray | None) -> tuple[int, Counter[str], np.ndarray]:
-    """(sentences, word counts, char counts by code point) of a file's sentences where ``keep`` (all if None)."""
+def count_file(path: Path, lowercase: bool, keep: np.ndarray | None) -> tuple[Counter[str], np.ndarray, np.ndarray]:
+    """(word counts, code points seen, their counts) of a file's sentences where ``keep`` (all if None)."""
     lines = read_lines(path, lowercase)
     if keep is not None:
         lines = [s for s, k in zip(lines, keep, strict=True) if k]
     words = Counter(chain.from_iterable(map(str.split, lines)))
-    chars = np.bincount(code_points("".join(lines)), minlength=CODE_POINTS)
-    return len(lines) if keep is None else len(keep), words, chars
+    chars = np.bincount(code_points("".join(lines)))
+    seen = np.flatnonzero(chars)  # sparse: a dense table per file would be 9 MB through the pool
+    return words, seen, chars[seen]
 
 
 def encode_lines(lines: Sequence[str]) -> dict[str, np.ndarray]:
@@ -181,10 +182,14 @@ class Runner:
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
 
-    def map(self, fn: Callable[..., Any], *args: Iterable[Any]) -> list[Any]:
+    def imap(self, fn: Callable[..., Any], *args: Iterable[Any]) -> Iterator[Any]:
+        """``fn`` over the argument lists, results in order as they come (so they can be merged one by one)."""
         if self.pool is None:
-            return [fn(*a) for a in zip(*args, strict=True)]
-        return list(self.pool.map(fn, *args))
+            return (fn(*a) for a in zip(*args, strict=True))
+        return self.pool.map(fn, *args)
+
+    def map(self, fn: Callable[..., Any], *args: Iterable[Any]) -> list[Any]:
+        return list(self.imap(fn, *args))
 
     def set_tables(self, words: Sequence[str], chars: Sequence[str]) -> None:
         self.close()
@@ -243,13 +248,12 @@ def tokenize_corpus(train_files: Sequence[Path], valid_files: Sequence[Path], fo
             bounds = np.cumsum([0, *counts])
             keep = [mask[a:b] for a, b in pairwise(bounds)]
         n_train = len(train_files)
-        counted = runner.map(count_file, train_files, low[:n_train], keep[:n_train])
         words, chars = Counter(), np.zeros(CODE_POINTS, dtype=np.int64)
-        for _, w, c in counted:
+        for w, seen, c in runner.imap(count_file, train_files, low[:n_train], keep[:n_train]):
             words.update(w)
-            chars += c
+            chars[seen] += c
         vocab = {"words": build_word_vocab(words, s.vocab_size), "chars": build_char_vocab(chars, s.min_char_count)}
-        del words, chars, counted
+        del words, chars
         runner.set_tables(vocab["words"], vocab["chars"])
         encoded = runner.map(encode_file, files, low, outs)
         if counts is None:

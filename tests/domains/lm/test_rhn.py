@@ -115,12 +115,17 @@ def test_rhn_hyperparameters_are_checked(data: LMData) -> None:
         rhn_task(data, "word_rhn", layers=2)
 
 
-def test_two_replicas_train_as_one_process_on_the_whole_batch(data: LMData) -> None:
-    """Data-parallel RHN: two replicas (threads whose ``sync`` averages gradients, as an all-reduce does), each
-    on half the readers and carrying its own state, end where one process on the whole batch ends."""
-    hp = {"depth": 3, "dropout": 0.0, "lr": 0.01}
-    whole = rhn_task(data, "word_rhn", width=16, **hp)
-    replicas = [rhn_task(data, "word_rhn", width=16, **hp) for _ in range(2)]
+@pytest.mark.parametrize(("family", "hp"), [("word_rhn", {"depth": 3}),
+                                            ("word", {"layers": 2, "softmax_cutoffs": "20,60"})],
+                         ids=["rhn", "lstm-adaptive-softmax"])
+def test_two_replicas_train_as_one_process_on_the_whole_batch(data: LMData, family: str,
+                                                              hp: dict[str, object]) -> None:
+    """Data-parallel RHN, and a 2-layer LSTM with an adaptive softmax: two replicas (threads whose ``sync``
+    averages gradients, as an all-reduce does), each on half the readers and carrying its own state, end where
+    one process on the whole batch ends."""
+    hp = {**hp, "dropout": 0.0, "lr": 0.01}
+    whole = rhn_task(data, family, width=16, **hp)
+    replicas = [rhn_task(data, family, width=16, **hp) for _ in range(2)]
     barrier, sent = threading.Barrier(2), {}
 
     def sync_for(rank: int) -> Callable[[torch.Tensor], torch.Tensor]:
