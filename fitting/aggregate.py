@@ -23,7 +23,7 @@ from fitting.laws import jsonable
 USABLE_STATUSES = ("completed", "stopped")
 JSON_COLUMNS = ("hparams", "best_metrics", "final_metrics")
 FRAME_COLUMNS = ("train_size", "fraction", "config_key", "value", "width", "num_params", "trial_key", "seed",
-                 "hparams", "non_embedding_params", "status", "stop_reason", "converged", "metric")
+                 "hparams", "non_embedding_params")
 
 
 @dataclass
@@ -59,13 +59,22 @@ class ShardPoint:
 class TrialSet:
     """Usable trials of one (domain, family) with the value being fitted, one row per trial.
 
-    ``frame`` columns: train_size, fraction, config_key, value, width, num_params, trial_key, seed, hparams (parsed
-    to dicts), and for the diagnostics non_embedding_params, status, stop_reason, converged, metric.
+    ``frame`` columns: :data:`FRAME_COLUMNS`; any other column of the usable rows: :meth:`columns`.
     """
 
     frame: pd.DataFrame
     metric: str
     n_ignored: int  # rows left out: diverged/errored status, missing or non-finite value or size
+    source: pd.DataFrame | None = field(default=None, repr=False)  # the rows ``frame`` was taken from
+    usable: np.ndarray | None = field(default=None, repr=False)  # mask of the source rows in ``frame``, in order
+
+    def columns(self, names: tuple[str, ...]) -> pd.DataFrame:
+        """Columns of the usable rows that ``frame`` leaves out (status, converged, ...), aligned with ``frame``;
+        None where the source has no such column. Sliced on demand: most fits never ask."""
+        n = len(self.frame)
+        src = self.source
+        return pd.DataFrame({c: pd.Series(src[c].to_numpy()[self.usable] if src is not None and c in src.columns
+                                          else np.full(n, None, dtype=object), dtype=object) for c in names})
 
 
 def _parse(value: Any) -> dict[str, Any]:
@@ -80,12 +89,15 @@ def _parse(value: Any) -> dict[str, Any]:
     return {}
 
 
-def _parse_column(values: list[Any]) -> list[dict[str, Any]]:
-    """Parse a JSON column, each distinct string once (all seeds of a configuration share their hparams)."""
+def parse_json_column(values: list[Any]) -> list[dict[str, Any]]:
+    """Parse a JSON column, each distinct string once (all seeds of a configuration share their hparams); dicts
+    already parsed are kept as they are (read-only)."""
     cache: dict[str, dict[str, Any]] = {}
     out = []
     for v in values:
-        if isinstance(v, str):
+        if type(v) is dict:
+            out.append(v)
+        elif isinstance(v, str):
             parsed = cache.get(v)
             if parsed is None:
                 parsed = cache[v] = _parse(v)
@@ -105,7 +117,7 @@ def load_rows(source: pa.Table | pd.DataFrame) -> pd.DataFrame:
     df = source.to_pandas() if isinstance(source, pa.Table) else source.copy()
     for col in JSON_COLUMNS:
         if col in df.columns:
-            df[col] = pd.Series(_parse_column(df[col].tolist()), index=df.index, dtype=object)
+            df[col] = pd.Series(parse_json_column(df[col].tolist()), index=df.index, dtype=object)
     return df
 
 
@@ -154,14 +166,10 @@ def usable_trials(df: pd.DataFrame, metric: str | None = None) -> TrialSet:
         "num_params": column("num_params"),
         "trial_key": column("trial_key"),
         "seed": column("seed"),
-        "hparams": _parse_column(list(column("hparams"))),
+        "hparams": column("hparams"),
         "non_embedding_params": column("non_embedding_params"),
-        "status": column("status"),
-        "stop_reason": column("stop_reason"),
-        "converged": column("converged"),
-        "metric": column("metric"),
     })
-    return TrialSet(frame.reset_index(drop=True), name, int(n - ok.sum()))
+    return TrialSet(frame.reset_index(drop=True), name, int(n - ok.sum()), df, ok)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -143,7 +143,7 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
         out.reason = (f"only {len(positive)} usable shard(s) (need {MIN_POINTS}): {len(trials.frame)} usable "
                       f"trials; {trials.n_ignored} rows ignored (diverged, errored or no finite "
                       f"{trials.metric})")
-        out.diagnostics = diagnose(f"{domain}/{family}", trials.frame, out.points, out.excluded, history)
+        out.diagnostics = diagnose(f"{domain}/{family}", trials, out.points, out.excluded, history)
         return out
     m = np.array([p.train_size for p in positive])
     eps = np.array([p.best_error for p in positive])
@@ -154,7 +154,7 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
     out.alpha, out.beta_g, out.gamma, out.r2 = lc.law.alpha, lc.law.beta, lc.law.gamma, lc.law.r2
     if lc.n_excluded:
         out.notes.append(f"{lc.n_excluded} small-data plateau shard(s) left out: sizes {lc.excluded_sizes}")
-    out.diagnostics = diagnose(f"{domain}/{family}", trials.frame, out.points, out.excluded, history)
+    out.diagnostics = diagnose(f"{domain}/{family}", trials, out.points, out.excluded, history)
     params = [p.best_params for p in used]
     size = fit_size(trials.frame, lc.sizes, params)
     size_law = size.law

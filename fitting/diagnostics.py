@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fitting.aggregate import ShardPoint
+from fitting.aggregate import ShardPoint, TrialSet, parse_json_column
 from fitting.laws import jsonable
 
 HistoryReader = Callable[[str], pa.Table]  # trial_key -> its per-iteration history (ResultsStore.read_history)
@@ -175,16 +175,17 @@ def _warnings(name: str, d: FamilyDiagnostics, points: list[ShardPoint]) -> list
     return out
 
 
-def diagnose(name: str, frame: pd.DataFrame, counted: Sequence[ShardPoint], others: Sequence[ShardPoint] = (),
+def diagnose(name: str, trials: TrialSet, counted: Sequence[ShardPoint], others: Sequence[ShardPoint] = (),
              read_history: HistoryReader | None = None) -> FamilyDiagnostics:
     """Annotate every point (``counted`` and ``others``) and summarize ``counted``; ``name``: "domain/family".
 
-    ``frame`` is the family's usable trials (:class:`fitting.aggregate.TrialSet` frame); ``read_history`` is
-    called once per completed max_steps trial stored without ``converged``.
+    ``trials`` are the family's usable trials; ``read_history`` is called once per completed max_steps trial
+    stored without ``converged``.
     """
-    cols = [c for c in ("trial_key", "converged", "status", "stop_reason", "metric") if c in frame.columns]
-    converged = {str(rec["trial_key"]): trial_converged(rec, read_history)
-                 for rec in frame[cols].to_dict("records")}
+    frame = trials.frame.assign(hparams=parse_json_column(trials.frame["hparams"].tolist()))
+    stored = trials.columns(("converged", "status", "stop_reason", "metric")).assign(
+        trial_key=frame["trial_key"].to_numpy())
+    converged = {str(rec["trial_key"]): trial_converged(rec, read_history) for rec in stored.to_dict("records")}
     shards = dict(tuple(frame.groupby("train_size", sort=False))) if len(frame) else {}
     for p in (*counted, *others):
         annotate_point(p, shards.get(p.train_size, frame.iloc[:0]), converged)

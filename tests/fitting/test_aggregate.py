@@ -113,13 +113,15 @@ def test_ten_thousand_rows_aggregate_to_one_point_per_shard() -> None:
 
 
 def test_trial_frame_carries_what_the_diagnostics_read(tmp_path) -> None:
-    """hparams parsed even from JSON text, and the store's convergence and non-embedding columns passed on."""
+    """The store's convergence columns reach the diagnostics through TrialSet.columns, non-embedding counts the
+    frame and the point."""
     store = ResultsStore(str(tmp_path))
     for r in [row(1000, 64, 0, 1.0), row(1000, 32, 0, 1.3, status="stopped")]:
         store.write_trial({**r, "stop_reason": "max_steps", "converged": False, "non_embedding_params": 7})
     trials = usable_trials(store.read_results().to_pandas())  # JSON columns still text here
-    f = trials.frame.sort_values("width")
-    assert f["hparams"].tolist() == [{"lr": 0.001}, {"lr": 0.001}]
+    f = pd.concat([trials.frame, trials.columns(("status", "stop_reason", "converged", "metric", "nope"))],
+                  axis=1).sort_values("width")
+    assert f["non_embedding_params"].tolist() == [7, 7] and f["nope"].tolist() == [None, None]
     assert f["status"].tolist() == ["stopped", "completed"] and f["converged"].tolist() == [False, False]
     assert f["stop_reason"].tolist() == ["max_steps"] * 2 and f["metric"].tolist() == ["val_loss"] * 2
     (point,) = aggregate(store.read_results().to_pandas())
