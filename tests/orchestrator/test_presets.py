@@ -28,3 +28,27 @@ def test_every_preset_is_a_valid_spec() -> None:
 def test_an_unknown_preset_lists_the_packaged_ones() -> None:
     with pytest.raises(FileNotFoundError, match=r"no packaged sweep spec 'paper-ocr'; packaged: .*quickstart"):
         preset_path("paper-ocr")
+
+
+PAPER = [name for name in preset_names() if name.startswith("paper-")]
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_every_paper_preset_keeps_the_paper_rules(name: str) -> None:
+    """Planned without its data (the spec's planning sizes): first evaluation within 1 epoch at every shard,
+    widths spanning (data span)^(paper beta_p + 0.2) non-embedding parameters, >= 2.5 decades and 100x for the LM,
+    a searched regularization axis, and a GPU-hours estimate in the file."""
+    from orchestrator.plan import format_plan, plan_trials, resolve_domains
+    from orchestrator.plan_rules import first_eval_epochs, violations
+
+    spec = load_spec(preset_path(name))
+    domains = resolve_domains(spec)
+    trials = plan_trials(spec, domains)
+    assert violations(trials, domains) == []
+    assert max(first_eval_epochs(trials, domains).values()) <= 1.0
+    assert "paper rules: all hold" in format_plan(trials, domains)
+    for dspec in spec.domains.values():
+        for family in dspec.family_specs():
+            searched = {k for k, v in dspec.hparams_for(family).items() if not isinstance(v, int | float | str)}
+            assert searched & {"dropout", "weight_decay"}, f"{name}/{family}: no regularization axis searched"
+    assert "GPU-hours" in preset_path(name).read_text()
