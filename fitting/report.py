@@ -106,13 +106,21 @@ def _no_embedding_reasons(flat: list[CurveFit]) -> list[str]:
     return [f"β_p no-emb ({', '.join(names)}): {reason}" for reason, names in by_reason.items()]
 
 
+def _unknown_convergence(flat: list[CurveFit]) -> list[str]:
+    names = [f"{f.domain}/{f.family} {f.diagnostics.convergence_unknown}/{f.diagnostics.n_points}" for f in flat
+             if f.diagnostics is not None and f.diagnostics.convergence_unknown]
+    return [f"conv ? ({', '.join(names)}): shards whose best configuration's convergence is unknown (stopped by "
+            "ASHA, or stored before convergence was recorded and no history to read)"] if names else []
+
+
 def _diagnostic_warnings(flat: list[CurveFit]) -> list[str]:
     return [f"warning: {w}" for f in flat if f.diagnostics is not None for w in f.diagnostics.warnings]
 
 
 # The lines printed under the table, in order: each takes the fits and returns its lines (add a section here).
 NOTE_SECTIONS: list[Callable[[list[CurveFit]], list[str]]] = [
-    _unfitted, _interval_methods, _prediction_methods, _no_embedding_reasons, _diagnostic_warnings]
+    _unfitted, _interval_methods, _prediction_methods, _no_embedding_reasons, _unknown_convergence,
+    _diagnostic_warnings]
 
 
 def format_table(fits: Fits) -> str:

@@ -143,7 +143,11 @@ def test_table_and_json_show_the_diagnostics_and_their_warnings(tmp_path) -> Non
 def test_checks_cell_says_ok_when_nothing_is_flagged(fits) -> None:
     fit = fits["lm"]["word"]  # three widths around the best, no searched hyperparameter, convergence unknown
     assert fit.diagnostics.width_at_largest == fit.diagnostics.width_at_smallest == 0
-    assert format_table([fit]).splitlines()[2].endswith(f"conv ? {len(fit.points)}/{len(fit.points)}")
+    n = len(fit.points)
+    lines = format_table([fit]).splitlines()
+    assert lines[2].endswith(f"conv ? {n}/{n}")
+    assert any(line.startswith(f"conv ? (lm/word {n}/{n}): shards whose best configuration's convergence is "
+                               "unknown") for line in lines)
     rows = family_rows("lm", "word", lambda m: 5.0 * m**-0.3, 5, seed=0).assign(stop_reason="patience")
     patient = fit_store(rows, n_boot=0)["lm"]["word"]  # stopped by patience: converged
     assert format_table(patient).splitlines()[2].endswith("  ok") and patient.diagnostics.warnings == []
