@@ -217,8 +217,8 @@ def grid_designs(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, tu
     return out
 
 
-def run_adaptive(replicate: int, root: Path, shards: int, budget: float, source: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
+def run_adaptive(replicate: int, root: Path, shards: int, budget: float, source: Mapping[str, Any] | None = None,
+                 progress: bool = False) -> dict[str, Any]:
     """One adaptive sweep through the real runner; its compute, interval and stop reason."""
     from fitting.store import ResultsStore
     from orchestrator.adaptive.searcher import load_state
@@ -228,7 +228,7 @@ def run_adaptive(replicate: int, root: Path, shards: int, budget: float, source:
     storage = root / f"r{replicate}"
     spec = parse_spec(spec_data(str(storage), replicate, shards, budget=budget, source=source))
     started = time.monotonic()
-    run_sweep(spec, progress=False, num_cpus=2)
+    outcome = run_sweep(spec, progress=progress, num_cpus=2)
     rows = ResultsStore(str(storage)).read_results().to_pylist()
     src = LawSource.model_validate(spec.domains[NAME].data)
     for r in rows:
@@ -237,7 +237,7 @@ def run_adaptive(replicate: int, root: Path, shards: int, budget: float, source:
     state = load_state(str(storage), spec.name) or {}
     return {"spec": spec, "trials": len(rows), "compute": sum(r["samples"] * r["num_params"] for r in rows),
             "halfwidth": hw, "ci": ci, "stop": state.get("finished"), "seconds": time.monotonic() - started,
-            "truth": src.beta_g}
+            "truth": src.beta_g, "outcome": outcome, "state": state}
 
 
 def main(argv: list[str] | None = None) -> int:

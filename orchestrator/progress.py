@@ -26,11 +26,15 @@ class ProgressDisplay(Callback):
         self.extra = extra
         self._last_extra: list[str] = []
         self.every = every
-        self.out = out or sys.stdout
+        self._out = out  # None: whatever sys.stdout is when printing (a stream object would not pickle)
         self._start = time.monotonic()
         self._last_print = 0.0
         self._last_line = ""
         self._outcomes: dict[str, Counter[str]] = {}
+
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout
 
     def _domain(self, trial: Trial) -> str:
         return TrialPlan.of(trial.config).domain

@@ -526,6 +526,8 @@ class AdaptivePolicy:
                 gains += [g for g in self._gains(fam, busy) if g.gain is not None and g.gain > 0]
             fam.status.note = "bracketing" if edges else "narrowing"  # type: ignore[union-attr]
         if open_families == 0:
+            if busy:  # the stop is said of the final data: running trials may still move the fit
+                return None
             return "targets met: " + "; ".join(
                 f"{'/'.join(f.fid)} β_g ±{f.status.halfwidth('beta_g'):.3g}"  # type: ignore[union-attr]
                 for f in self.families.values())
