@@ -8,9 +8,10 @@ batch through the task's ``loss``, backward only where autograd computes it (no 
 
 Three things make the count right and harmless:
 
-* fused RNN kernels (oneDNN's LSTM on CPU, cuDNN's RNNs on GPU) are opaque to the counter, so RNN models are
-  counted with those backends off (torch's native cells run as matrix products, the same FLOPs); CPU flash
-  attention gets torch's formula for the GPU flash kernels;
+* kernels the counter has no formula for get one (``CUSTOM_FORMULAS``): the fused RNN kernels (oneDNN's LSTM on
+  CPU, cuDNN's RNNs on GPU: every weight matrix on every token, backward twice the forward) and CPU flash
+  attention (torch's formulas for the GPU flash kernels). Counting torch's native RNN cells instead (fused
+  kernels off) gives the same figure up to gradients autograd skips, but costs ~20 steps of Python dispatch;
 * the count runs on the batch the step is about to train on, through a shallow copy of the task (what ``loss``
   stores on the task, such as an LM's carried state or an image task's error count, lands on the copy); model
   buffers (batch-norm statistics) and the torch RNG states are put back and the gradients dropped, so the run
@@ -23,10 +24,9 @@ A variable-length batch (NMT, speech) gives the figure of the first batch of the
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import warnings
+import math
 from collections.abc import Hashable, Iterator
 from typing import Any
 
@@ -52,9 +52,39 @@ def _cpu_flash_backward(grad: Any, query: Any, key: Any, value: Any, *args: Any,
     return sdpa_backward_flop_count(grad, query, key, value)
 
 
+def _matrices(values: Any) -> Iterator[Any]:
+    for v in values:
+        if isinstance(v, list | tuple) and v and not isinstance(v[0], int):
+            yield from _matrices(v)
+        elif isinstance(v, torch.Size) and len(v) == 2:
+            yield v
+
+
+def rnn_flops(input_shape: Any, weights: Any) -> int:
+    """Forward FLOPs of a fused RNN kernel: every weight matrix (input-to-hidden, hidden-to-hidden, projection; of
+    every layer and direction in the call) is applied to every time step of every sequence: 2 FLOPs per weight
+    and token (biases and gate arithmetic are elementwise, not counted)."""
+    tokens = math.prod(input_shape[:-1])  # (time, batch), (batch, time) or packed (tokens,)
+    return 2 * tokens * sum(rows * cols for rows, cols in _matrices(weights))
+
+
+def _fused_rnn(input_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    # mkldnn_rnn_layer(input, w_ih, w_hh, b_ih, b_hh, ...) and _cudnn_rnn(input, [weights], ...)
+    return rnn_flops(input_shape, args[:4])
+
+
+def _fused_rnn_backward(input_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    # the gradients of the input and hidden states and of the weights: twice the forward
+    return 2 * rnn_flops(input_shape, args[:4])
+
+
+# Kernels torch's counter has no formula for: CPU flash attention (torch's GPU flash formulas) and the fused RNN
+# kernels (oneDNN's LSTM on CPU, cuDNN's RNNs on GPU), which would otherwise count as nothing.
 _ATEN = torch.ops.aten
 CUSTOM_FORMULAS = {_ATEN._scaled_dot_product_flash_attention_for_cpu: _cpu_flash,
-                   _ATEN._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward}
+                   _ATEN._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward,
+                   _ATEN.mkldnn_rnn_layer: _fused_rnn, _ATEN.mkldnn_rnn_layer_backward: _fused_rnn_backward,
+                   _ATEN._cudnn_rnn: _fused_rnn, _ATEN._cudnn_rnn_backward: _fused_rnn_backward}
 
 
 class _Opaque(Exception):
@@ -98,18 +128,6 @@ def flops_key(task: Any, batch: Any) -> Hashable | None:
             shapes)
 
 
-@contextlib.contextmanager
-def _countable(model: nn.Module) -> Iterator[None]:
-    """Fused RNN kernels off while counting a model with RNNs (the counter does not see into them)."""
-    if not any(isinstance(m, nn.RNNBase) for m in model.modules()):
-        yield
-        return
-    with warnings.catch_warnings():  # mkldnn.flags warns about Intel-GPU TF32 whenever it sets the flags
-        warnings.simplefilter("ignore", UserWarning)
-        with torch.backends.mkldnn.flags(enabled=False), torch.backends.cudnn.flags(enabled=False):
-            yield
-
-
 def count_step_flops(task: Any, batch: Any) -> float:
     """Forward + backward FLOPs of ``task.loss(batch)``; the task, its model and the RNGs are left as they were."""
     model: nn.Module = task.model
@@ -118,7 +136,7 @@ def count_step_flops(task: Any, batch: Any) -> float:
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     probe = copy.copy(task)  # attributes ``loss`` rebinds (carried state, counters) land on the copy
     try:
-        with _countable(model), FlopCounterMode(display=False, custom_mapping=CUSTOM_FORMULAS) as counter:
+        with FlopCounterMode(display=False, custom_mapping=CUSTOM_FORMULAS) as counter:
             probe.loss(batch).backward()
         return float(counter.get_total_flops())
     finally:
