@@ -168,6 +168,13 @@ class ReplicaIO:
         dist.all_reduce(samples)
         return replace(stats, samples=float(samples))
 
+    def step_flops(self, task: Task) -> float | None:
+        """The replicas' shares summed: the global batch's figure (NaN when a replica has none)."""
+        mine = getattr(task, "flops_per_step", None)
+        total = torch.tensor([math.nan if mine is None else float(mine)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return float(total)
+
     def evaluate(self, task: Task) -> dict[str, float]:
         box = [task.evaluate() if self.lead else None]
         dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)

@@ -132,7 +132,7 @@ class ResultsRecorder(Callback):
         history[report.iteration] = {
             "iteration": report.iteration, "steps": int(report.steps), "samples": float(report.samples),
             "train_loss": float(report.train_loss), "metrics": report.metrics, "train_extra": report.train_extra,
-            "time": float(report.elapsed),
+            "time": float(report.elapsed), "train_flops": report.train_flops,
         }
         # a restored trial re-sends what it did before its checkpoint: a resumed driver never saw those results
         for entry in json.loads(report.restored_history or "[]"):
@@ -164,6 +164,10 @@ class ResultsRecorder(Callback):
             "iterations": last.iteration if last else 0, "restores": last.restores if last else 0,
             "wall_seconds": float(elapsed), "started_at": _utc(started), "finished_at": _utc(now),
             "code_version": code_version(), "error": error, **_placement(last),
+            "non_embedding_params": last.non_embedding_params if last else None,
+            "train_flops": last.train_flops if last else None, "flops_per_step": last.flops_per_step if last else None,
+            # judged by the trial at its own end: none for a trial ASHA stopped or one that failed after it
+            "converged": last.converged if last and status == "completed" else None,
         }
         history = sorted(self._history.pop(trial.trial_id, {}).values(), key=lambda h: h["iteration"])
         if stop_reason(self.storage_uri):

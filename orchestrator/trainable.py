@@ -38,6 +38,9 @@ class TuneIO:
     def train(self, task: Task, steps: int) -> TrainStats:
         return task.train(steps)
 
+    def step_flops(self, task: Task) -> float | None:
+        return getattr(task, "flops_per_step", None)
+
     def evaluate(self, task: Task) -> dict[str, float]:
         return task.evaluate()
 

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +50,39 @@ def prepared_data(refs: Mapping[str, ray.ObjectRef], domain: str) -> Any:
 
 def _improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
+
+
+CONVERGED_RTOL = 0.01  # "still improving" threshold (relative) when patience sets no min_delta
+CONVERGED_TAIL = 0.25  # the last quarter of the trial's steps
+
+
+def trial_converged(stop_reason: str, steps: Sequence[int], values: Sequence[float],
+                    min_delta: float = 0.0) -> bool | None:
+    """Whether a trial that stopped itself for ``stop_reason`` had reached its minimum (issue 13's ``converged``).
+
+    True when patience stopped it. A trial that ran to ``max_steps`` is still improving (False) when the
+    best-so-far of ``values`` (the watched metric at each evaluation, at ``steps``; lower is better) fell by more
+    than ``min_delta`` relative (``CONVERGED_RTOL`` when 0) over the last quarter of its steps, from the last
+    evaluation at or before that quarter began (so at least the last 2 evaluations), and plateaued (True)
+    otherwise. None for a diverged trial or one with fewer than 2 evaluations. Why: a shard's best configuration
+    still improving at its budget cap overstates that shard's error."""
+    if stop_reason == "patience":
+        return True
+    if stop_reason != "max_steps" or len(values) < 2:
+        return None
+    start = steps[-1] - CONVERGED_TAIL * (steps[-1] - steps[0])
+    ref = max(i for i, s in enumerate(steps) if s <= start)
+    best = [v if math.isfinite(v) else math.inf for v in values]
+    before, end = min(best[:ref + 1]), min(best)
+    if not math.isfinite(end):
+        return None
+    if not math.isfinite(before):
+        return False  # its first finite value came within the last quarter: still on its way down
+    return not end < before - abs(before) * (min_delta or CONVERGED_RTOL)
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _report_throughput(plan: TrialPlan, samples_per_second: float) -> None:
@@ -91,6 +124,10 @@ class TrialIO(Protocol):
 
     def train(self, task: Task, steps: int) -> TrainStats:
         """``task.train(steps)``, with samples counted over every process that trained."""
+
+    def step_flops(self, task: Task) -> float | None:
+        """Training FLOPs of one step on the whole batch, over every process that trains (each counts its share,
+        ``TrainingTask.flops_per_step``); None where the task counts none."""
 
     def evaluate(self, task: Task) -> dict[str, float]:
         """``task.evaluate()``, the same on every process."""
@@ -134,6 +171,8 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
         chunk = min(stop.eval_every, stop.max_steps - state["steps"])
         tick = time.monotonic()
         stats = io.train(task, chunk)
+        if state.get("flops_per_step") is None:  # counted on the trial's first step; checkpoints carry it
+            state["flops_per_step"] = io.step_flops(task)
         if io.lead:
             _report_throughput(plan, stats.samples / max(time.monotonic() - tick, 1e-9))
         state["steps"] += stats.steps
@@ -152,9 +191,11 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
                 state["best"][name] = v
         state["elapsed"] = time.monotonic() - started
 
+        flops = _finite(state["flops_per_step"])
+        train_flops = None if flops is None else flops * state["steps"]
         state["history"].append({"iteration": state["iteration"], "steps": state["steps"],
                                  "samples": state["samples"], "train_loss": stats.loss, "metrics": metrics,
-                                 "train_extra": stats.extra, "time": state["elapsed"]})
+                                 "train_extra": stats.extra, "time": state["elapsed"], "train_flops": train_flops})
 
         reason = None
         if diverged:
@@ -168,6 +209,10 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
             iteration=state["iteration"], steps=state["steps"], samples=state["samples"], train_loss=stats.loss,
             objective=value if math.isfinite(value) else NOT_FINITE_OBJECTIVE,
             best_objective=state["best"].get(metric, float("nan")), num_params=task.num_params,
+            non_embedding_params=getattr(task, "non_embedding_params", None), flops_per_step=flops,
+            train_flops=train_flops, converged=None if reason is None else trial_converged(
+                reason, [h["steps"] for h in state["history"]],
+                [h["metrics"].get(metric, math.nan) for h in state["history"]], stop.min_delta),
             elapsed=state["elapsed"], restores=state["restores"], final=reason is not None,
             stop_reason=reason or "", metrics=dict(metrics), best=dict(state["best"]),
             train_extra={k: float(v) for k, v in stats.extra.items()}, node_id=placement.node_id,

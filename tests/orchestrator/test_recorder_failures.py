@@ -70,3 +70,23 @@ def test_an_object_store_that_keeps_failing_stops_the_sweep(monkeypatch: pytest.
         record(ok, "t3")
         store = ResultsStore(healthy)
         assert [pq.read_table(i.path, filesystem=store.fs).num_rows for i in store.list_files()] == [1]
+
+
+def test_cost_and_convergence_reach_the_row_and_its_history(tmp_path: Path) -> None:
+    rec = ResultsRecorder(str(tmp_path))
+    for key, end in (("done", rec.on_trial_complete), ("failed", rec.on_trial_error)):
+        trial = stub_trial(make_plan(key))
+        for iteration in (1, 2):
+            report = TrialReport(iteration=iteration, steps=10 * iteration, samples=80.0 * iteration, train_loss=5.0,
+                                 metrics={"val_xent": 4.0}, best={"val_xent": 4.0}, num_params=100,
+                                 non_embedding_params=40, flops_per_step=1.0e6, train_flops=1.0e7 * iteration,
+                                 converged=False if iteration == 2 else None, final=iteration == 2,
+                                 stop_reason="max_steps" if iteration == 2 else "")
+            rec.on_trial_result(iteration, [trial], trial, report.to_result())
+        end(2, [trial], trial)
+    store = ResultsStore(str(tmp_path))
+    rows = {r["trial_key"]: r for r in store.read_results().to_pylist()}
+    assert {k: rows["done"][k] for k in ("non_embedding_params", "flops_per_step", "train_flops", "converged")} == \
+        {"non_embedding_params": 40, "flops_per_step": 1.0e6, "train_flops": 2.0e7, "converged": False}
+    assert rows["failed"]["status"] == "errored" and rows["failed"]["converged"] is None  # not judged
+    assert [h["train_flops"] for h in store.read_history("done").to_pylist()] == [1.0e7, 2.0e7]
