@@ -26,12 +26,12 @@ N_COMPUTE = 25
 
 
 def _search(theta: np.ndarray, zc: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """argmin over x ∈ [lo, hi] of ln L(x, zc − x) for θ (B, k) and zc (m,): (x_opt (B, m), at_edge (B, m))."""
+    """argmin over x ∈ [lo, hi] of ln L(x, zc − x) for θ (B, k) and zc (m,) or (B, m): (x_opt, at_edge), (B, m)."""
     xs = np.linspace(lo, hi, GRID_POINTS)
     th = np.atleast_2d(theta)
-    x = np.broadcast_to(xs, (zc.size, xs.size)).ravel()
-    z = (zc[:, None] - xs[None, :]).ravel()
-    vals = log_model(th, x, z).reshape(th.shape[0], zc.size, xs.size)
+    zc = np.broadcast_to(np.atleast_2d(zc), (th.shape[0], np.shape(zc)[-1]))
+    z = zc[..., None] - xs  # (B, m, G)
+    vals = log_model(th[:, None, :], np.broadcast_to(xs, z.shape), z)
     j = np.argmin(vals, axis=-1)
     edge = (j == 0) | (j == xs.size - 1)
     jc = np.clip(j, 1, xs.size - 2)
@@ -95,11 +95,12 @@ def compute_range(fit: SurfaceFit) -> tuple[float, float]:
 
 
 def allocate(fit: SurfaceFit, compute: np.ndarray, theta: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """N_opt, D_opt, L and at_edge (search bound hit) at each compute, for θ (B, k) (default: the point fit)."""
+    """N_opt, D_opt, L and at_edge (search bound hit), each (B, m), for θ (B, k) (default: the point fit) at
+    compute (m,) shared by every θ, or (B, m) one row per θ."""
     th = np.atleast_2d(fit.theta if theta is None else theta)
-    zc = _zc(fit, np.asarray(compute, float).ravel())
+    zc = _zc(fit, np.asarray(compute, float))
     x, edge = _search(th, zc, *_bounds(fit))
-    z = zc[None, :] - x
+    z = np.atleast_2d(zc) - x
     loss = np.exp(log_model(th[:, None, :], x[..., None], z[..., None])[..., 0]) if th.size else x
     return {"n": fit.n0 * np.exp(x), "d": fit.d0 * np.exp(z), "loss": loss, "edge": edge}
 
@@ -159,26 +160,19 @@ class Allocation:
 
 
 def _compute_for(fit: SurfaceFit, theta: np.ndarray, target: float) -> np.ndarray:
-    """Per θ row: the compute whose optimal loss equals ``target`` (bisection on ln C; inf when unreachable)."""
+    """Per θ row: the compute whose optimal loss equals ``target`` (bisection on ln C, all rows at once; inf when
+    the target is not reached within 10⁶× the swept compute)."""
     lo_c, hi_c = compute_range(fit)
     grid = np.geomspace(lo_c * 1e-4, hi_c * 1e6, 121)
     loss = allocate(fit, grid, theta)["loss"]  # (B, m), decreasing in C
-    out = np.full(loss.shape[0], np.inf)
-    for i, row in enumerate(loss):
-        below = np.flatnonzero(row <= target)
-        if below.size == 0:
-            continue
-        j = below[0]
-        if j == 0:
-            out[i] = grid[0]
-            continue
-        a, b = math.log(grid[j - 1]), math.log(grid[j])
-        for _ in range(40):
-            mid = 0.5 * (a + b)
-            val = allocate(fit, np.array([math.exp(mid)]), theta[i:i + 1])["loss"][0, 0]
-            a, b = (mid, b) if val > target else (a, mid)
-        out[i] = math.exp(0.5 * (a + b))
-    return out
+    reached = (loss <= target).any(axis=1)
+    j = np.where(reached, np.argmax(loss <= target, axis=1), 1)
+    a, b = np.log(grid[np.maximum(j - 1, 0)]), np.log(grid[j])
+    for _ in range(40):
+        mid = 0.5 * (a + b)
+        val = allocate(fit, np.exp(mid)[:, None], theta)["loss"][:, 0]
+        a, b = np.where(val > target, mid, a), np.where(val > target, b, mid)
+    return np.where(reached, np.exp(0.5 * (a + b)), np.inf)
 
 
 def optimal_point(fit: SurfaceFit, *, compute: float | None = None, target_error: float | None = None,
@@ -207,11 +201,9 @@ def optimal_point(fit: SurfaceFit, *, compute: float | None = None, target_error
     ci: dict[str, Interval | None] = {"compute": None, "n": None, "d": None, "loss": None}
     if draws.size:
         ok = np.isfinite(c_draws)
-        vals = {"n": np.full(c_draws.size, np.inf), "d": np.full(c_draws.size, np.inf),
-                "loss": np.full(c_draws.size, value if target_error is not None else np.nan)}
-        for i in np.flatnonzero(ok):
-            got = allocate(fit, np.array([c_draws[i]]), draws[i:i + 1])
-            vals["n"][i], vals["d"][i], vals["loss"][i] = got["n"][0, 0], got["d"][0, 0], got["loss"][0, 0]
+        got = allocate(fit, np.where(ok, c_draws, hi_c)[:, None], draws)
+        vals = {"n": np.where(ok, got["n"][:, 0], np.inf), "d": np.where(ok, got["d"][:, 0], np.inf),
+                "loss": got["loss"][:, 0] if target_error is None else np.full(c_draws.size, value)}
         ci["compute"] = _inf_quantiles(c_draws, fit.level)
         for key in ("n", "d", "loss"):
             ci[key] = _inf_quantiles(vals[key], fit.level)

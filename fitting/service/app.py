@@ -15,6 +15,8 @@ from fitting.service.auth import BearerTokenMiddleware, document_security
 from fitting.service.engine import CurvesEngine, QueryError, UnknownDomainError
 from fitting.service.metrics import MetricsMiddleware, ServiceMetrics
 from fitting.service.routes import router
+from fitting.service.surface_engine import SurfaceQueries
+from fitting.service.surface_routes import router as surface_router
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ def create_app(results_uri: str, *, n_boot: int = 500, list_ttl: float | None = 
     app = FastAPI(title="scaling-sweep fitting service", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.engine = engine
+    app.state.surfaces = SurfaceQueries(engine, n_boot)
     app.include_router(router)
+    app.include_router(surface_router)
     if token is not None:  # inside the metrics middleware, so refused requests are counted too
         app.add_middleware(BearerTokenMiddleware, token=token)
         app.openapi = document_security(app.openapi)  # type: ignore[method-assign]

@@ -70,7 +70,8 @@ class CurvesEngine:
         self._guard = threading.Lock()
 
     # -------------------------------------------------------------------------------------------- caching
-    def _cached(self, key: Hashable, sig: Hashable) -> Cached | None:
+    # Public: fitting.service.surface_engine answers its queries with the same validation and response cache.
+    def cached(self, key: Hashable, sig: Hashable) -> Cached | None:
         hit = self._responses.get(key)
         if hit is not None and hit[0] == sig:
             self.metrics.cache.labels("hit").inc()
@@ -78,7 +79,7 @@ class CurvesEngine:
         self.metrics.cache.labels("miss").inc()
         return None
 
-    def _store(self, key: Hashable, sig: Hashable, body: bytes) -> Cached:
+    def store(self, key: Hashable, sig: Hashable, body: bytes) -> Cached:
         etag = '"' + hashlib.blake2b(repr((self._salt, key, sig)).encode(), digest_size=12).hexdigest() + '"'
         cached = Cached(body, etag)
         with self._guard:
@@ -100,7 +101,7 @@ class CurvesEngine:
                 names |= rows.metrics
         return sorted(names)
 
-    def _select(self, domain: str, family: str | None, metric: str | None,
+    def select(self, domain: str, family: str | None, metric: str | None,
                 form: str) -> tuple[dict[str, GroupInfo], dict[str, GroupInfo]]:
         """(all families, selected families) of a validated query."""
         if form not in FORMS:
@@ -117,7 +118,7 @@ class CurvesEngine:
         selected = {family: families[family]} if family is not None else families
         return families, selected
 
-    def _family_fits(self, domain: str, selected: dict[str, GroupInfo], metric: str | None,
+    def family_fits(self, domain: str, selected: dict[str, GroupInfo], metric: str | None,
                      form: str) -> list[FamilyFit]:
         out = []
         for fam in selected:
@@ -126,14 +127,14 @@ class CurvesEngine:
                 out.append(self.fits.get((domain, fam, metric, form), rows))
         return out
 
-    def _warnings(self) -> list[str]:
+    def warnings(self) -> list[str]:
         warnings = self.index.warnings()
         if len(warnings) > MAX_WARNINGS:
             return [*warnings[:MAX_WARNINGS], f"... and {len(warnings) - MAX_WARNINGS} more unreadable files"]
         return warnings
 
     @staticmethod
-    def _sig(selected: dict[str, GroupInfo], warnings_version: int) -> Hashable:
+    def signature(selected: dict[str, GroupInfo], warnings_version: int) -> Hashable:
         return tuple((fam, info.version) for fam, info in selected.items()), warnings_version
 
     # -------------------------------------------------------------------------------------------- queries
@@ -141,7 +142,7 @@ class CurvesEngine:
         """GET /curves."""
         self.index.refresh()
         key, sig = ("overview",), (self.index.current_version,)
-        hit = self._cached(key, sig)
+        hit = self.cached(key, sig)
         if hit is not None:
             return hit
         domains = []
@@ -164,39 +165,39 @@ class CurvesEngine:
                 url=f"/curves/{domain}"))
         files, bad = self.index.counts()
         body = m.StoreOverview(domains=domains, files=files, unreadable_files=bad,
-                               refreshed_at=self.index.refreshed_at, warnings=self._warnings())
-        return self._store(key, sig, body.model_dump_json().encode())
+                               refreshed_at=self.index.refreshed_at, warnings=self.warnings())
+        return self.store(key, sig, body.model_dump_json().encode())
 
     def curves(self, domain: str, *, metric: str | None = None, family: str | None = None,
                form: str = "auto") -> Cached:
         """GET /curves/{domain}."""
         self.index.refresh()
-        families, selected = self._select(domain, family, metric, form)
+        families, selected = self.select(domain, family, metric, form)
         key = ("curves", domain, metric, family, form)
-        sig = self._sig(selected, self.index.warnings_version)
-        hit = self._cached(key, sig)
+        sig = self.signature(selected, self.index.warnings_version)
+        hit = self.cached(key, sig)
         if hit is not None:
             return hit
-        fits = self._family_fits(domain, selected, metric, form)
+        fits = self.family_fits(domain, selected, metric, form)
         body = m.DomainCurves(
             domain=domain, form=form, metrics=self._metrics_of(domain, families),
             families=[views.family_curve(ff, selected[ff.curve.family].statuses) for ff in fits],
             trials=views.trial_counts(iter_statuses(selected.values())),
-            updated_at=views.timestamp(max(i.updated_ns for i in selected.values())), warnings=self._warnings())
-        return self._store(key, sig, body.model_dump_json().encode())
+            updated_at=views.timestamp(max(i.updated_ns for i in selected.values())), warnings=self.warnings())
+        return self.store(key, sig, body.model_dump_json().encode())
 
     def plot(self, domain: str, fmt: str, *, metric: str | None = None, family: str | None = None,
              form: str = "auto") -> Cached:
         """GET /curves/{domain}/plot.{svg,png}."""
         self.index.refresh()
-        _, selected = self._select(domain, family, metric, form)
+        _, selected = self.select(domain, family, metric, form)
         key = ("plot", fmt, domain, metric, family, form)
-        sig = self._sig(selected, 0)
-        hit = self._cached(key, sig)
+        sig = self.signature(selected, 0)
+        hit = self.cached(key, sig)
         if hit is not None:
             return hit
-        fits = self._family_fits(domain, selected, metric, form)
-        return self._store(key, sig, plots.render(domain, fits, fmt))
+        fits = self.family_fits(domain, selected, metric, form)
+        return self.store(key, sig, plots.render(domain, fits, fmt))
 
     def predict(self, domain: str, *, target_error: float | None = None, train_size: float | None = None,
                 metric: str | None = None, family: str | None = None, form: str = "auto") -> m.Predictions:
@@ -208,10 +209,10 @@ class CurvesEngine:
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise QueryError(name, value, f"{name} must be a positive finite number")
         self.index.refresh()
-        _, selected = self._select(domain, family, metric, form)
-        fits = self._family_fits(domain, selected, metric, form)
+        _, selected = self.select(domain, family, metric, form)
+        fits = self.family_fits(domain, selected, metric, form)
         preds = [views.family_prediction(ff, target_error=target_error, train_size=train_size) for ff in fits]
-        return m.Predictions(domain=domain, form=form, predictions=preds, warnings=self._warnings())
+        return m.Predictions(domain=domain, form=form, predictions=preds, warnings=self.warnings())
 
     def status(self) -> m.Health:
         files, bad = self.index.counts()

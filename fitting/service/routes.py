@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from fitting.service import models as m
+from fitting.service import responses as r
 from fitting.service.engine import Cached, CurvesEngine
 from fitting.service.plots import FORMATS
 
@@ -23,14 +24,13 @@ MetricQuery = Annotated[str | None, Query(description="metric to fit instead of 
                                           max_length=200)]
 FamilyQuery = Annotated[str | None, Query(description="only this model family", max_length=200)]
 FormQuery = Annotated[m.Form, Query(description="learning-curve form: power law, with floor, or automatic")]
-NOT_FOUND = {404: {"model": m.NotFound, "description": "unknown domain; the answer lists the known ones"}}
 
 
 def engine(request: Request) -> CurvesEngine:
     return request.app.state.engine
 
 
-def _answer(request: Request, cached: Cached, media_type: str) -> Response:
+def answer(request: Request, cached: Cached, media_type: str) -> Response:
     headers = {"ETag": cached.etag, "Cache-Control": "no-cache"}  # clients may keep it but must revalidate
     if request.headers.get("if-none-match") == cached.etag:
         return Response(status_code=304, headers=headers)
@@ -49,42 +49,40 @@ def prometheus(request: Request) -> Response:
     return Response(content=body, media_type=content_type)
 
 
-@router.get("/curves", response_model=m.StoreOverview, summary="every domain: trial counts, families, last update")
+@router.get("/curves", response_model=m.StoreOverview, responses=r.OVERVIEW,
+            summary="every domain: trial counts, families, last update")
 def curves_index(request: Request) -> Response:
-    return _answer(request, engine(request).overview(), "application/json")
+    return answer(request, engine(request).overview(), "application/json")
 
 
-@router.get("/curves/{domain}", response_model=m.DomainCurves, responses=NOT_FOUND,
+@router.get("/curves/{domain}", response_model=m.DomainCurves, responses=r.DOMAIN_JSON,
             summary="fitted learning curve and best model size per family, with intervals and a held-out check")
 def domain_curves(request: Request, domain: DomainParam, metric: MetricQuery = None, family: FamilyQuery = None,
                   form: FormQuery = "auto") -> Response:
     cached = engine(request).curves(domain, metric=metric, family=family, form=form)
-    return _answer(request, cached, "application/json")
+    return answer(request, cached, "application/json")
 
 
 def _plot(request: Request, domain: str, fmt: str, metric: str | None, family: str | None, form: str) -> Response:
     cached = engine(request).plot(domain, fmt, metric=metric, family=family, form=form)
-    return _answer(request, cached, FORMATS[fmt])
+    return answer(request, cached, FORMATS[fmt])
 
 
-PLOT_DOC = {**NOT_FOUND, 200: {"content": {"image/svg+xml": {}, "image/png": {}}}}
-
-
-@router.get("/curves/{domain}/plot.svg", response_class=Response, responses=PLOT_DOC,
+@router.get("/curves/{domain}/plot.svg", response_class=Response, responses=r.DOMAIN_PLOT,
             summary="log-log figure: trials, best per shard, fit with band; best model size vs data")
 def plot_svg(request: Request, domain: DomainParam, metric: MetricQuery = None, family: FamilyQuery = None,
              form: FormQuery = "auto") -> Response:
     return _plot(request, domain, "svg", metric, family, form)
 
 
-@router.get("/curves/{domain}/plot.png", response_class=Response, responses=PLOT_DOC,
+@router.get("/curves/{domain}/plot.png", response_class=Response, responses=r.DOMAIN_PLOT,
             summary="the same figure as PNG")
 def plot_png(request: Request, domain: DomainParam, metric: MetricQuery = None, family: FamilyQuery = None,
              form: FormQuery = "auto") -> Response:
     return _plot(request, domain, "png", metric, family, form)
 
 
-@router.get("/curves/{domain}/predict", response_model=m.Predictions, responses=NOT_FOUND,
+@router.get("/curves/{domain}/predict", response_model=m.Predictions, responses=r.DOMAIN_QUERY,
             summary="training size and best model size for a target error, or the error at a training size")
 def predict(request: Request, domain: DomainParam,
             target_error: Annotated[float | None, Query(gt=0, allow_inf_nan=False,
