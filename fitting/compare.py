@@ -278,3 +278,44 @@ def compare_store(storage: str, families: str | Sequence[str], *, storage2: str 
     sel_b = rows_b[(rows_b["domain"] == dom) & (rows_b["family"] == fam_b)]
     return compare_rows(sel_a, sel_b, metric=metric, plateau=plateau, level=level, seed=seed,
                         storage_a=storage, storage_b=storage2 or storage)
+
+
+# ------------------------------------------------------------------------------------------ the sweep table
+def summary_lines(source: pd.DataFrame | Any, *, n_boot: int = 200, seed: int = 0) -> list[str]:
+    """Lines for the table printed after a sweep: each family's surface β_p and compute-optimal exponent, and
+    for a domain with exactly two families, their comparison. ``source``: store rows (Table or DataFrame)."""
+    from fitting.optimal import frontier
+    from fitting.surface import fit_surface
+
+    rows = load_rows(source)
+    if rows.empty:
+        return []
+    lines = ["surface (joint fit of every shard × model size cell):"]
+    for (domain, family), sub in rows.groupby(["domain", "family"], sort=True):
+        name = f"  {domain}/{family}:"
+        try:
+            fit = fit_surface(sub, n_boot=n_boot, seed=seed)
+        except ValueError as exc:
+            lines.append(f"{name} no surface: {exc}")
+            continue
+        if not fit.fitted:
+            lines.append(f"{name} no surface: {fit.reason}")
+            continue
+        ci = fit.intervals.get("beta_p")
+        beta = (f"β_p {fit.beta_p:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+                if fit.beta_p is not None else "β_p – (additive form: no best size at fixed data)")
+        fr = frontier(fit)
+        fci = fr.n_exponent_ci
+        lines.append(f"{name} {beta}; compute-optimal N_opt ∝ C^{fr.n_exponent:.3f}"
+                     + (f" [{fci[0]:.3f}, {fci[1]:.3f}]" if fci else "")
+                     + f" ({fit.form} form, {fit.compute_source})")
+    for domain, sub in rows.groupby("domain", sort=True):
+        families = sorted(sub["family"].dropna().astype(str).unique())
+        if len(families) != 2:
+            continue
+        a, b = (sub[sub["family"] == f] for f in families)
+        try:
+            lines.append("comparison: " + compare_rows(a, b, seed=seed).sentence())
+        except CompareError as exc:
+            lines.append(f"comparison: {domain}: {families[1]} vs {families[0]}: not possible: {exc}")
+    return lines

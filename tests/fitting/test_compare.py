@@ -82,3 +82,20 @@ def test_one_storage_two_storages_and_clear_errors(tmp_path: Path) -> None:
         compare_store(str(tmp_path / "one"), "a")
     with pytest.raises(CompareError, match="domain: family 'a' has no trials in domain 'image'"):
         compare_store(str(tmp_path / "one"), "a,b", domain="image")
+
+
+def test_summary_lines_for_the_sweep_table() -> None:
+    from fitting.compare import summary_lines
+    from tests.fitting.surface_synthetic import Truth, surface_sweep
+
+    rng = np.random.default_rng(2)
+    rows = pd.concat([surface_sweep(Truth(), rng, family="lstm"),
+                      surface_sweep(Truth(A=14.0), rng, family="transformer"),
+                      surface_sweep(Truth(), rng, family="mlp", domain="image", shards=3)])
+    lines = summary_lines(rows, n_boot=20)
+    assert lines[0].startswith("surface")
+    assert lines[1].startswith("  image/mlp: no surface: a surface needs")
+    assert lines[2].startswith("  lm/lstm: β_p 0.") and "compute-optimal N_opt ∝ C^0." in lines[2]
+    assert "6ND" in lines[2]
+    assert lines[-1].startswith("comparison: lm: transformer vs lstm: Δβ_g")
+    assert len(lines) == 5  # image has one family: no comparison line
