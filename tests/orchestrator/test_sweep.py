@@ -13,6 +13,7 @@ from fitting.store import ResultsStore
 from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import load_saved_spec, run_sweep, save_spec
 from orchestrator.spec import parse_spec
+from tests.domains.test_flops import lstm_lm_hand_count, mlp_hand_count
 from tests.orchestrator.dies_once import NAME as DIES_ONCE
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,23 @@ def spec_data(corpus: Path, storage: Path, name: str, **domain: Any) -> dict[str
 
 def stored(storage: Path) -> list[dict[str, Any]]:
     return ResultsStore(str(storage)).read_results().to_pylist()
+
+
+def check_cost_and_convergence(storage: Path, rows: list[dict[str, Any]]) -> None:
+    """Every trial stores its parameters with and without embeddings, its training FLOPs (FLOPs per step x
+    steps, also per history row) and ``converged`` where the trial judged it (completed trials only)."""
+    store = ResultsStore(str(storage))
+    for r in rows:
+        assert 0 < r["non_embedding_params"] <= r["num_params"], r["trial_key"]
+        assert r["flops_per_step"] > 0 and r["train_flops"] == r["flops_per_step"] * r["steps"], r["trial_key"]
+        if r["stop_reason"] == "patience":
+            assert r["converged"] is True, r["trial_key"]
+        elif r["stop_reason"] == "max_steps" and r["iterations"] >= 2:
+            assert isinstance(r["converged"], bool), r["trial_key"]
+        else:  # stopped by ASHA, diverged, errored, or evaluated once: not judged
+            assert r["converged"] is None, r["trial_key"]
+        history = store.read_history(r["trial_key"]).to_pylist()
+        assert [h["train_flops"] for h in history] == [r["flops_per_step"] * h["steps"] for h in history]
 
 
 def test_sweep_records_every_trial_including_diverged(corpus_dir: Path, ray_session: None, tmp_path: Path) -> None:
@@ -65,6 +83,12 @@ def test_sweep_records_every_trial_including_diverged(corpus_dir: Path, ray_sess
     history = ResultsStore(str(tmp_path)).read_history(healthy[0]["trial_key"]).to_pylist()
     assert [h["steps"] for h in history] == [10 * (i + 1) for i in range(len(history))]
     assert all(json.loads(h["train_extra"])["epochs"] > 0 for h in history)  # the task's own counters too
+    check_cost_and_convergence(tmp_path, rows)
+    for r in healthy:  # 1-layer LSTM LMs: the non-embedding part and a step's FLOPs by hand
+        w = r["width"]
+        assert r["non_embedding_params"] == 8 * w * w + 8 * w  # LSTM: W_ih, W_hh (4w x w each), two 4w biases
+        vocab = (r["num_params"] - r["non_embedding_params"]) // (2 * w + 1)  # embedding, untied softmax + bias
+        assert r["flops_per_step"] == lstm_lm_hand_count(8, 16, w, vocab)
 
     # running the same spec again finds everything stored and runs nothing
     again = run_sweep(spec, progress=False)
@@ -133,3 +157,36 @@ def test_saved_spec_is_what_resume_runs(corpus_dir: Path, tmp_path: Path) -> Non
     saved = load_saved_spec(str(tmp_path / "storage"))  # what `scaling-sweep resume STORAGE` runs
     assert saved.model_dump(exclude={"storage"}) == spec.model_dump(exclude={"storage"})
     assert saved.storage == str(tmp_path / "storage")
+
+
+def test_every_domain_records_flops_parameters_and_convergence(ray_session: None, tmp_path: Path) -> None:
+    """One small trial per family of every other domain (the LM's are checked above), the tests' MLP domain
+    included: the cost and convergence columns are filled for each."""
+    stopping = {"grace_period": 10, "max_steps": 20, "eval_every": 10, "patience": None, "enabled": False}
+    domains = {
+        "digits-mlp": {"data": {"valid_fraction": 0.25}, "families": {"mlp": {"widths": [8]}}, "shards": [0.5]},
+        "image": {"data": {"train": "builtin:digits", "hflip": False}, "families": {"resnet": {"widths": [4]}},
+                  "hparams": {"depth": 10, "batch_size": 16}, "shards": [0.25]},
+        "nmt": {"data": {"train": "builtin:offline-de-en", "max_pairs": 300, "vocab_size": 500, "max_tokens": 48,
+                         "max_dropped_fraction": 0.9, "max_valid_pairs": 20, "bleu_pairs": 4},
+                "families": {"lstm": {"widths": [16]}, "transformer": {"widths": [16]}},
+                "hparams": {"layers": 1, "batch_size": 8}, "shards": [0.5]},
+        "speech": {"data": {"train": "builtin:espeak", "espeak_utterances": 16, "espeak_valid_utterances": 4,
+                            "espeak_max_words": 3, "n_mels": 16},
+                   "families": {"ds2": {"widths": [16], "hparams": {"rnn_layers": 1, "conv_channels": 4}},
+                                "attention": {"widths": [16], "hparams": {"enc_layers": 1, "dec_layers": 1,
+                                                                          "conv_channels": 4, "conv_kernel": 3}}},
+                   "hparams": {"batch_size": 4}, "shards": [1.0]},
+    }
+    spec = parse_spec({"name": "every-domain", "storage": str(tmp_path), "domains": {
+        name: {**part, "early_stopping": stopping, "resources": {"cpu": 1}} for name, part in domains.items()}})
+    outcome = run_sweep(spec, progress=False)
+    rows = stored(tmp_path)
+    assert outcome.ran == len(rows) == 6 and {r["status"] for r in rows} == {"completed"}
+    check_cost_and_convergence(tmp_path, rows)
+    by_family = {r["family"]: r for r in rows}
+    for family in ("mlp", "resnet"):  # no vocabulary
+        assert by_family[family]["non_embedding_params"] == by_family[family]["num_params"]
+    assert by_family["mlp"]["flops_per_step"] == mlp_hand_count(32, 64, 8, 10)  # the default batch of 32
+    for family in ("lstm", "transformer", "ds2", "attention"):  # vocabulary tables and softmax layers left out
+        assert by_family[family]["non_embedding_params"] < by_family[family]["num_params"]
