@@ -17,6 +17,7 @@ on the same noise, and its interval's coverage of the true β_g is counted.
 
     python benchmarks/adaptive.py --replicates 20            # the acceptance run
     python benchmarks/adaptive.py --replicates 1 --shards 6  # a quick look
+    python benchmarks/adaptive.py --lm DIR                   # real CPU LM: full grid, then adaptive, same run
 """
 
 from __future__ import annotations
@@ -240,12 +241,66 @@ def run_adaptive(replicate: int, root: Path, shards: int, budget: float, source:
             "truth": src.beta_g, "outcome": outcome, "state": state}
 
 
+def lm_spec(storage: str, name: str, adaptive: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The quickstart's word LSTM with a learning-rate axis: 5 shards x 3 widths x 3 rates (45 trials)."""
+    import yaml
+
+    from orchestrator.presets import preset_path
+
+    lm = yaml.safe_load(preset_path("quickstart").read_text())["domains"]["lm"]
+    lm["families"] = {"word": {"widths": [16, 32, 64], "hparams": {"lr": {"grid": [0.007, 0.02, 0.06]}}}}
+    out = {"name": name, "storage": storage, "domains": {"lm": lm}}
+    if adaptive:
+        out["strategy"] = {"kind": "adaptive", **adaptive}
+    return out
+
+
+def run_lm(root: Path, target: float | None) -> None:
+    """The real-CPU-LM acceptance: the full grid, then the adaptive sweep with the grid's compute as its budget and,
+    unless given, the grid's own β_g half-width as its target (the same precision for less compute)."""
+    from fitting.curves import fit_family
+    from fitting.store import ResultsStore
+    from orchestrator.runner import run_sweep
+    from orchestrator.spec import parse_spec
+
+    def measure(storage: Path) -> tuple[float, float, tuple[float, float] | None, int, float]:
+        table = ResultsStore(str(storage)).read_results()
+        rows = table.to_pylist()
+        fit = fit_family(table, n_boot=500)
+        compute = sum((r["samples"] or 0) * (r["num_params"] or 0) for r in rows)
+        return compute, fit.beta_g, fit.beta_g_ci, len(rows), sum(r["wall_seconds"] or 0 for r in rows)
+
+    started = time.monotonic()
+    run_sweep(parse_spec(lm_spec(str(root / "grid"), "lm-grid", None)), progress=False, num_cpus=2)
+    grid_wall = time.monotonic() - started
+    grid = measure(root / "grid")
+    if target is None:
+        target = (grid[2][1] - grid[2][0]) / 2 if grid[2] else 0.05
+    print(f"adaptive target: β_g half-width ≤ {target:.4f}", flush=True)
+    started = time.monotonic()
+    run_sweep(parse_spec(lm_spec(str(root / "adaptive"), "lm-adaptive", {
+        "target": {"beta_g_halfwidth": target}, "budget": {"samples_params": grid[0]}})), progress=False,
+        num_cpus=2)
+    ada_wall = time.monotonic() - started
+    ada = measure(root / "adaptive")
+    for label, m, wall in (("grid", grid, grid_wall), ("adaptive", ada, ada_wall)):
+        print(f"{label}: {m[3]} trials, {m[0]:.4g} samples×params, trial time {m[4]:.0f}s, sweep wall {wall:.0f}s,"
+              f" β_g {m[1]:+.4f} {m[2]}")
+    inside = grid[2] is not None and grid[2][0] <= ada[1] <= grid[2][1]
+    print(f"adaptive β_g {'inside' if inside else 'OUTSIDE'} the grid's interval; compute {ada[0] / grid[0]:.0%} of "
+          f"the grid's (acceptance: inside, ≤ 60%)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument("--shards", type=int, default=9)
     parser.add_argument("--target", type=float, default=TARGET)
+    parser.add_argument("--lm", type=Path, help="run the real-CPU-LM comparison under this folder instead")
     args = parser.parse_args(argv)
+    if args.lm:
+        run_lm(args.lm, args.target if args.target != TARGET else None)
+        return 0
     register()
     import ray
 

@@ -90,9 +90,7 @@ class FamilyStatus:
 
     def line(self, target_g: float, target_p: float | None) -> str:
         def show(name: str, value: float | None, ci: tuple[float, float] | None, target: float | None) -> str:
-            if value is None:
-                return f"{name} –"
-            text = f"{name} {value:+.3f}"
+            text = f"{name} –" if value is None else f"{name} {value:+.3f}"
             hw = self.halfwidth("beta_g" if name == "β_g" else "beta_p")
             if ci is not None and hw is not None:
                 text += f" [{ci[0]:+.3f}, {ci[1]:+.3f}] ±{hw:.3f}"

@@ -136,8 +136,7 @@ class AdaptiveSearcher(Searcher):
             return
         status = "errored" if error else trial_status(report)[0]
         value = report.best.get(plan.primary_metric, math.nan)
-        flops = _flops({**report.train_extra, **{k: getattr(report, k) for k in ("train_flops",)
-                                                  if hasattr(report, k)}})
+        flops = report.train_flops if report.train_flops is not None else _flops(report.train_extra)
         cost = trial_cost(self.strategy.budget.unit, plan, report.samples, report.num_params, report.elapsed, flops)
         self.policy.observe(key, Observation(float(value), report.num_params, cost, status))
 
