@@ -48,6 +48,7 @@ EXP_IDX = (2, 4, 6, 7)  # exponents a, b, c, d in θ; the others are logs of coe
 EXP_BOUNDS = (0.02, 2.5)
 LOG_BOUNDS = (-25.0, 25.0)
 MIN_SHARDS, MIN_WIDTHS = 4, 2
+INTERACTION_WIDTHS = 3  # a best size between widths needs a curvature: three sizes at least
 DEFAULT_N_BOOT = 200
 LEVEL = 0.95
 CV_FOLDS = 4
@@ -360,6 +361,12 @@ def fit_surface(rows: pd.DataFrame | pa.Table, metric: str | None = None, form: 
         return _fit_surface(rows, metric, form, n_boot, seed, level)
 
 
+def supports(form: str, fit: SurfaceFit) -> bool:
+    """Enough cells for the form's parameters (and, for the interaction, enough sizes to show a best size)."""
+    enough = fit.n_cells >= K[form] + 3 and fit.n_shards >= MIN_SHARDS and fit.n_widths >= MIN_WIDTHS
+    return enough and (form == "additive" or fit.n_widths >= INTERACTION_WIDTHS)
+
+
 def _fit_surface(rows: pd.DataFrame | pa.Table, metric: str | None, form: str, n_boot: int, seed: int,
                  level: float) -> SurfaceFit:
     rows = load_rows(rows) if isinstance(rows, pa.Table) else rows
@@ -381,9 +388,14 @@ def _fit_surface(rows: pd.DataFrame | pa.Table, metric: str | None, form: str, n
     out.n_shards = int(cells["train_size"].nunique()) if len(cells) else 0
     out.n_widths = int(cells["num_params"].nunique()) if len(cells) else 0
     out.flops_per_param_sample, out.compute_source = _flops_scale(cells) if len(cells) else (None, "")
-    k_needed = K["additive"] if form == "additive" else K["interaction"]
-    if out.n_shards < MIN_SHARDS or out.n_widths < MIN_WIDTHS or out.n_cells < k_needed + 3:
-        out.reason = (f"a surface needs ≥ {MIN_SHARDS} shards, ≥ {MIN_WIDTHS} model sizes and ≥ {k_needed + 3} "
+    candidates = [f for f in (("additive", "interaction") if form == "auto" else (form,)) if supports(f, out)]
+    if form == "auto" and candidates == ["additive"]:
+        out.notes.append(f"interaction form not tried: it needs ≥ {INTERACTION_WIDTHS} model sizes and "
+                         f"≥ {K['interaction'] + 3} cells to show a best size")
+    if not candidates:
+        least = "interaction" if form == "interaction" else "additive"
+        widths = INTERACTION_WIDTHS if least == "interaction" else MIN_WIDTHS
+        out.reason = (f"a surface needs ≥ {MIN_SHARDS} shards, ≥ {widths} model sizes and ≥ {K[least] + 3} "
                       f"(shard, size) cells; got {out.n_shards} shards, {out.n_widths} sizes, {out.n_cells} cells "
                       "(num_params and a positive metric needed)")
         return out
@@ -391,8 +403,10 @@ def _fit_surface(rows: pd.DataFrame | pa.Table, metric: str | None, form: str, n
     out.n0, out.d0 = float(np.exp(np.log(n).mean())), float(np.exp(np.log(d).mean()))
     x, z, y = np.log(n / out.n0), np.log(d / out.d0), np.log(v)
     shard = np.unique(d, return_inverse=True)[1]
-    if form == "auto":
-        out.held_out = {f: held_out_loss(f, x, z, y, shard) for f in ("additive", "interaction")}
+    if form == "auto" and len(candidates) == 1:
+        chosen, out.form_reason = candidates[0], "the only form this sweep supports"
+    elif form == "auto":
+        out.held_out = {f: held_out_loss(f, x, z, y, shard) for f in candidates}
         chosen = min(out.held_out, key=out.held_out.__getitem__)
         out.form_reason = (f"lower held-out Huber loss with whole shards held out ({CV_FOLDS}-fold): "
                            + ", ".join(f"{f} {v:.4g}" for f, v in out.held_out.items()))

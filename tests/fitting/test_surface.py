@@ -49,3 +49,11 @@ def test_too_few_shards_or_widths_say_why() -> None:
     assert "1 sizes" in fit_surface(one, n_boot=0).reason
     with pytest.raises(ValueError, match="form must be one of auto, additive, interaction"):
         fit_surface(rows, form="chinchilla")
+
+
+def test_two_widths_fit_the_additive_form_only() -> None:
+    rows = surface_sweep(Truth(), np.random.default_rng(4), shards=5, widths=2)
+    fit = fit_surface(rows, n_boot=20)
+    assert fit.fitted and fit.form == "additive" and fit.form_reason == "the only form this sweep supports"
+    assert any("interaction form not tried" in n for n in fit.notes)
+    assert "3 model sizes" in fit_surface(rows, form="interaction", n_boot=0).reason
