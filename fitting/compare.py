@@ -217,6 +217,11 @@ def compare_rows(rows_a: pd.DataFrame, rows_b: pd.DataFrame, *, metric: str | No
                  level: float = LEVEL, seed: int = 0, storage_a: str = "", storage_b: str = "") -> Comparison:
     """Compare two families given their store rows (one family each; parsed with :func:`load_rows`)."""
     fam_a, fam_b = (str(r["family"].dropna().iloc[0]) if len(r) else "" for r in (rows_a, rows_b))
+    if metric is None:
+        names = [usable_trials(r).metric if len(r) else "" for r in (rows_a, rows_b)]
+        if names[0] != names[1]:
+            raise CompareError(f"metric: {fam_a!r} reports {names[0]!r} and {fam_b!r} reports {names[1]!r}; errors in "
+                               "different metrics do not compare: name a metric both report")
     dom = rows_a["domain"].dropna() if "domain" in rows_a.columns else pd.Series([], dtype=str)
     a = family_line(rows_a, fam_a, storage_a, metric, plateau=plateau)
     b = family_line(rows_b, fam_b, storage_b, metric, plateau=plateau)

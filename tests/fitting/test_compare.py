@@ -99,3 +99,10 @@ def test_summary_lines_for_the_sweep_table() -> None:
     assert "6ND" in lines[2]
     assert lines[-1].startswith("comparison: lm: transformer vs lstm: Δβ_g")
     assert len(lines) == 5  # image has one family: no comparison line
+
+
+def test_different_primary_metrics_are_refused() -> None:
+    a, b = pair(0.0, 1, seed=6, shards=5, widths=3, lrs=1, seeds=1)[0]
+    b = b.assign(metric="val_bpc")
+    with pytest.raises(CompareError, match="metric: 'a' reports 'val_loss' and 'b' reports 'val_bpc'"):
+        compare_rows(a, b)
