@@ -23,6 +23,7 @@ from orchestrator.plan import plan_trials, resolve_domains
 from orchestrator.runner import run_sweep, trial_resources
 from orchestrator.spec import parse_spec
 from orchestrator.trial_loop import STATE_FILE
+from tests.domains.test_flops import lstm_lm_hand_count
 from tests.orchestrator.dies_once import NAME as DIES_ONCE
 from tests.orchestrator.plans import make_plan
 from tests.s3_server import free_port
@@ -147,6 +148,11 @@ def test_data_parallel_trials_resume_are_stopped_by_asha_and_land_in_the_store(
     assert dp["iterations"] == 4 and dp["restores"] == 1
     assert dp["samples"] == 40 * 8 * 16  # both workers' tokens: the whole batch per step
     assert dp["num_params"] > 0 and dp["best_value"] == json.loads(dp["best_metrics"])["val_xent"]
+    # the replicas' FLOP shares summed: one step on the whole batch of 8 readers, counted by hand (before the crash
+    # and carried by the checkpoint after it)
+    vocab = (dp["num_params"] - dp["non_embedding_params"]) // (2 * 16 + 1)
+    assert dp["flops_per_step"] == lstm_lm_hand_count(8, 16, 16, vocab)
+    assert dp["train_flops"] == 40 * dp["flops_per_step"]
     assert set(json.loads(dp["final_metrics"])) == {"val_xent", "val_ppl"}
     history = store.read_history(dp["trial_key"]).to_pylist()
     assert [h["steps"] for h in history] == [10, 20, 30, 40]
