@@ -72,7 +72,8 @@ class ProgressDisplay(Callback):
             parts.append(f"{d}: {running[d]} running, {pending[d]} pending, {o['completed']} completed, "
                          f"{o['stopped']} stopped early, {o['diverged']} diverged, {o['errored']} errored")
         done = sum(sum(c.values()) for c in self._outcomes.values())
-        return f"[{time.monotonic() - self._start:6.0f}s] {done}/{self.total} done | " + " | ".join(parts)
+        of = f"/{self.total}" if self.total else ""  # an adaptive sweep does not know its total in advance
+        return f"[{time.monotonic() - self._start:6.0f}s] {done}{of} done | " + " | ".join(parts)
 
     def _maybe_print(self, trials: list[Trial], force: bool) -> None:
         now = time.monotonic()

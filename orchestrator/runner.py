@@ -393,7 +393,7 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
         searcher = AdaptiveSearcher(trials, adaptive, storage, spec.name, adaptive.extra_widths)
         if not searcher.finished:  # a fresh sweep, or one whose restored Tune run left decisions unfinished
             name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
-            fit(make_tuner(spec, trainable, [], name, tune_path, fs, callbacks(len(trials), searcher),
+            fit(make_tuner(spec, trainable, [], name, tune_path, fs, callbacks(0, searcher),
                            _scheduler(spec, asha_state_uri(storage, name), storage), storage, reuse_actors=reuse_actors,
                            search_alg=searcher))
         after = store.finished_keys()
