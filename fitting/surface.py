@@ -56,30 +56,40 @@ Interval = tuple[float, float]
 
 
 # ------------------------------------------------------------------------------------------------- the model
-def _terms(theta: np.ndarray, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """(..., n, k_terms) terms of L at normalized log sizes x = ln(N/N0), z = ln(D/D0); θ shape (..., k)."""
+def _terms(theta: np.ndarray, x: np.ndarray, z: np.ndarray) -> list[np.ndarray]:
+    """The terms of L at normalized log sizes x = ln(N/N0), z = ln(D/D0) for θ (..., k): each broadcasts to
+    (..., n) (the floor E stays (..., 1))."""
     th = theta[..., None, :]
     t = [np.exp(th[..., 0]), np.exp(th[..., 1] - th[..., 2] * x), np.exp(th[..., 3] - th[..., 4] * z)]
     if theta.shape[-1] == 8:
         t.append(np.exp(np.clip(th[..., 5] + th[..., 6] * x - th[..., 7] * z, -700, 700)))
-    return np.stack(np.broadcast_arrays(*t), axis=-1)
+    return t
 
 
 def log_model(theta: np.ndarray, x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """ln L(x, z) for θ of shape (..., k), broadcast against x, z of shape (n,)."""
-    return np.log(_terms(theta, x, z).sum(-1))
+    t = _terms(theta, x, z)
+    total = t[1] + t[2] + t[0]
+    if len(t) == 4:
+        total += t[3]
+    return np.log(total)
 
 
 def _jacobian(theta: np.ndarray, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ln L, ∂ln L/∂θ) with shapes (..., n) and (..., n, k)."""
     t = _terms(theta, x, z)
-    s = t.sum(-1)
-    f = t / s[..., None]
-    x_, z_ = np.broadcast_to(x, s.shape), np.broadcast_to(z, s.shape)
-    cols = [f[..., 0], f[..., 1], -x_ * f[..., 1], f[..., 2], -z_ * f[..., 2]]
-    if theta.shape[-1] == 8:
-        cols += [f[..., 3], x_ * f[..., 3], -z_ * f[..., 3]]
-    return np.log(s), np.stack(cols, axis=-1)
+    total = t[1] + t[2] + t[0]
+    if len(t) == 4:
+        total += t[3]
+    jac = np.empty((*total.shape, theta.shape[-1]))
+    f1, f2 = t[1] / total, t[2] / total
+    jac[..., 0] = t[0] / total
+    jac[..., 1], jac[..., 2] = f1, -x * f1
+    jac[..., 3], jac[..., 4] = f2, -z * f2
+    if len(t) == 4:
+        f3 = t[3] / total
+        jac[..., 5], jac[..., 6], jac[..., 7] = f3, x * f3, -z * f3
+    return np.log(total), jac
 
 
 def huber(r: np.ndarray, delta: float = F_SCALE) -> np.ndarray:
@@ -97,35 +107,40 @@ def _clip(theta: np.ndarray) -> np.ndarray:
 def _lm(theta: np.ndarray, x: np.ndarray, z: np.ndarray, y: np.ndarray, iters: int = 80) -> np.ndarray:
     """Batched Levenberg–Marquardt on the Huber loss (IRLS weights), projected onto the bounds.
 
-    θ (B, k) starts, y (B, n) or (n,) targets. Returns the polished θ (B, k)."""
-    theta = _clip(theta.copy())
+    θ (B, k) starts, y (B, n) or (n,) targets. Returns the polished θ (B, k). A row stops when a step gains
+    less than 1e-10 of its cost or its damping passes 1e7 (no step helps); only active rows are computed."""
+    theta = _clip(np.array(theta, dtype=float))
     y = np.broadcast_to(y, (theta.shape[0], x.size))
     lam = np.full(theta.shape[0], 1e-2)
     eye = np.eye(theta.shape[1])
     pred, jac = _jacobian(theta, x, z)
     cost = huber(pred - y).sum(-1)
+    active = np.ones(theta.shape[0], dtype=bool)
     for _ in range(iters):
-        r = pred - y
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        th, pr, jc, ya, la, co = theta[idx], pred[idx], jac[idx], y[idx], lam[idx], cost[idx]
+        r = pr - ya
         w = np.where(np.abs(r) <= F_SCALE, 1.0, F_SCALE / np.maximum(np.abs(r), 1e-300))
-        g = np.einsum("bnk,bn->bk", jac, w * r)
-        h = np.einsum("bnk,bn,bnj->bkj", jac, w, jac)
-        damp = lam[:, None, None] * (np.diagonal(h, axis1=1, axis2=2)[:, :, None] * eye + 1e-9 * eye)
+        g = np.einsum("bnk,bn->bk", jc, w * r)
+        h = np.einsum("bnk,bnj->bkj", jc * w[..., None], jc)
+        damp = la[:, None, None] * (np.diagonal(h, axis1=1, axis2=2)[:, :, None] * eye + 1e-9 * eye)
         try:
             step = np.linalg.solve(h + damp, -g[..., None])[..., 0]
         except np.linalg.LinAlgError:
             step = -g * 1e-3
-        cand = _clip(theta + np.nan_to_num(step))
+        cand = _clip(th + np.nan_to_num(step))
         p_new, j_new = _jacobian(cand, x, z)
-        c_new = huber(p_new - y).sum(-1)
-        better = np.isfinite(c_new) & (c_new < cost)
-        theta = np.where(better[:, None], cand, theta)
-        pred = np.where(better[:, None], p_new, pred)
-        jac = np.where(better[:, None, None], j_new, jac)
-        done = np.abs(cost - np.where(better, c_new, cost)) < 1e-12 * (1 + cost)
-        cost = np.where(better, c_new, cost)
-        lam = np.where(better, lam / 3, lam * 4)
-        if np.all(done & better | (lam > 1e8)):
-            break
+        c_new = huber(p_new - ya).sum(-1)
+        better = np.isfinite(c_new) & (c_new < co)
+        theta[idx] = np.where(better[:, None], cand, th)
+        pred[idx] = np.where(better[:, None], p_new, pr)
+        jac[idx] = np.where(better[:, None, None], j_new, jc)
+        cost[idx] = np.where(better, c_new, co)
+        lam[idx] = np.where(better, la / 3, la * 4)
+        converged = better & (co - c_new < 1e-10 * (1 + co))
+        active[idx] = ~(converged | (lam[idx] > 1e7))
     return theta
 
 
