@@ -12,13 +12,13 @@ built once per width by the domain on the meta device (no memory, no data).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
+from domains.parameters import count_parameters
 from fitting.reference import reference_for
 from orchestrator.budgets import shard_budget
 from orchestrator.contract import TrialPlan
@@ -27,26 +27,6 @@ BETA_P_MARGIN = 0.2  # the parameter span must reach (data span)^(paper β_p + t
 MAX_FIRST_EVAL_EPOCHS = 1.0
 LM_MIN_DECADES = 2.5  # issue 16: paper-lm spans >= 2.5 decades of data ...
 LM_MIN_PARAM_SPAN = 100.0  # ... and >= 100x in non-embedding parameters per family
-_EMBEDDING_MODULES = (nn.Embedding, nn.EmbeddingBag, nn.AdaptiveLogSoftmaxWithLoss)
-
-
-def _embedding_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    for module in model.modules():
-        if isinstance(module, _EMBEDDING_MODULES):
-            yield from module.parameters()
-        declared = getattr(module, "embedding_parameters", None)
-        if callable(declared):
-            yield from declared()
-
-
-def count_parameters(model: nn.Module, embeddings: bool = True) -> int:
-    """Trainable parameters, each shared one once; ``embeddings=False`` leaves out embedding tables and declared
-    vocabulary outputs. (Local until ``domains.parameters`` lands; then that one is used.)"""
-    params = {id(p): p for p in model.parameters() if p.requires_grad}
-    if not embeddings:
-        for p in _embedding_parameters(model):
-            params.pop(id(p), None)
-    return sum(p.numel() for p in params.values())
 
 
 @dataclass(frozen=True)
