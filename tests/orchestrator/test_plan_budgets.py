@@ -112,3 +112,13 @@ def test_plan_prints_budgets_rungs_spans_and_rules(tmp_path: Path) -> None:
     assert full.split()[-4:-1] == ["300", "7.12", "0.522"]
     assert "digits-mlp/mlp: data 0.125-1 = 0.90 decades; params" in text
     assert "paper rules: all hold" in text  # no paper reference for this domain: only the epoch rule applies
+
+
+def test_planning_sizes_name_known_families() -> None:
+    data = copy.deepcopy(BASE)
+    data["domains"]["digits-mlp"]["planning"] = {"train_examples": {"mlp": 100, "cnn": 5}}
+    with pytest.raises(SpecError, match=r"planning.train_examples: unknown families \['cnn'\]; allowed: mlp"):
+        parse_spec(data)
+    data["domains"]["digits-mlp"]["planning"] = {"train_examples": -3}
+    with pytest.raises(SpecError, match=r"planning.train_examples: .*examples must be positive"):
+        parse_spec(data)
