@@ -3,7 +3,6 @@ version of benchmarks/compare.py), the data multiplier matches the laws, stores 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,20 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.compare import BASE, LawRegime
 from fitting.compare import CompareError, compare_rows, compare_store
 from fitting.store import ResultsStore
-from tests.fitting.synthetic import Regime, sweep_batch
-
-BASE = dict(shards=8, widths=4, lrs=2, seeds=2, trial_noise=0.02)
-
-
-@dataclass(frozen=True)
-class LawRegime(Regime):
-    amp: float = 5.0
-    exponent: float = -0.3
-
-    def law(self, m: np.ndarray) -> np.ndarray:
-        return self.amp * m**self.exponent
+from tests.fitting.synthetic import sweep_batch
 
 
 def pair(delta: float, replicates: int, seed: int, **regime: int) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
