@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Live power-law fits of a scaling sweep's results store (Hestness et al. 2017).
 
 Reads the store only. A trial that lands in the store shows up in the next response; unchanged data is
-answered from cache without refitting. Intervals are 95 % bootstrap intervals."""
+answered from cache without refitting. Intervals are 95 % bootstrap intervals.
+
+Beyond the paper: ``/curves/{domain}/surface`` fits every (shard, model size) cell at once (a continuous β_p and
+the compute-optimal frontier), ``/optimal`` reads the best split of a compute budget, ``/compare`` tests whether
+two families share an exponent."""
 
 
 def _initial_index(engine: CurvesEngine) -> None:
