@@ -186,7 +186,7 @@ def fit_intervals(rows: pd.DataFrame, form: str, n_boot: int = N_BOOT, seed: int
     size_fit = (ModelSizeFit(size_law.sigma, size_law.beta_p, size_law.r2, int(size_law.sizes.size))
                 if size_law is not None else fit_model_size(m[k:], params))
     intervals, method, _, _ = parameter_intervals(m[k:], eps[k:], lc.law, form, params, size_law, n_boot, LEVEL,
-                                                  seed)
+                                                  seed, plateau_cut=k)
     return Fitted(lc.law.beta, size_fit.beta_p, intervals, method, points[k:], lc, size_fit, trials.frame)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fitting.extrapolate import PI_LEVEL, PrefixFits
-from fitting.laws import jsonable
+from fitting.laws import jsonable, ols_line
 
 HOLDOUTS = (1, 2, 3)
 MIN_REMAINING = 3  # a backtest runs only when this many points remain to fit
@@ -37,6 +37,7 @@ class Backtest:
     inside: bool  # the measurement fell inside the interval
     rmse_log: float  # over every held-out shard
     n_inside: int  # held-out shards inside their intervals
+    power_beta: float = math.nan  # the plain power-law slope (log-log least squares) of the shards fitted
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
@@ -57,9 +58,11 @@ def run_backtests(prefix: PrefixFits, level: float = PI_LEVEL,
         lo, hi = ext.interval(sizes, level)
         inside = (lo <= measured) & (measured <= hi)
         log_err = np.log(pred / measured)
+        power_beta = float(ols_line(np.log(m[:n_fit]), np.log(e[:n_fit]))[1])
         out.append(Backtest(k, n_fit, float(sizes[-1] / m[n_fit - 1]), float(sizes[-1]), float(measured[-1]),
                             float(pred[-1]), (float(lo[-1]), float(hi[-1])), level, float(log_err[-1]),
-                            bool(inside[-1]), float(np.sqrt(np.mean(log_err**2))), int(inside.sum())))
+                            bool(inside[-1]), float(np.sqrt(np.mean(log_err**2))), int(inside.sum()),
+                            power_beta))
     return out
 
 

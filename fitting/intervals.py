@@ -35,11 +35,72 @@ from fitting.laws import (
     MIN_GAMMA_SHARE,
     LawFit,
     aic,
+    detect_plateau,
     fit_batch,
+    select_form,
 )
 
 Interval = tuple[float, float]
 KEYS = ("alpha", "beta_g", "gamma", "beta_p", "sigma")
+DOUBT_Z = 1.5  # a leading point this many residual s.d. (and ≥ DOUBT_TOL) below the law may be plateau
+DOUBT_TOL = 0.05
+
+
+def doubtful_cut(m: np.ndarray, eps: np.ndarray, rule: str) -> int:
+    """Leading points of the fitted (already cut) curve that a lax plateau rule would also leave out.
+
+    Why: the plateau's end is uncertain. The point fit cuts only points ≥ 3 s.d. below the law (so clean curves
+    keep their points), which misses a plateau point 2–3 s.d. below it about half the time (1 seed, 5 % noise)
+    and the slope of the remaining points then misses the law's (coverage 10–80 % on such sweeps). Points a
+    lax rule would cut (gap > max(0.05, 1.5·s), flat with the points before) are weighed by :func:`cut_weights`.
+    """
+    return detect_plateau(m, eps, rule, tol=DOUBT_TOL, z=DOUBT_Z)
+
+
+def cut_weights(rss: list[float], n: int, n_params: int) -> np.ndarray:
+    """Akaike weights of "the smallest j shards are off the law" for j = 0..len(rss) − 1.
+
+    ``rss[j]``: the law's squared log residuals over the shards it keeps when j are cut. Each cut shard is one
+    free parameter (fitted exactly); the scale is the residual variance of the deepest cut, so a shard 3 s.d.
+    below the law gets weight e^3.5 ≈ 33 for being cut, one 1.4 s.d. below even odds.
+    """
+    deep = len(rss) - 1
+    s2 = max(rss[deep] / max(n - deep - n_params, 1), 1e-12)
+    crit = np.array([r / s2 + 2.0 * j for j, r in enumerate(rss)])
+    w = np.exp(-(crit - crit.min()) / 2.0)
+    return w / w.sum()
+
+
+def mixture_interval(centers: np.ndarray, scales: np.ndarray, dofs: np.ndarray, weights: np.ndarray,
+                     level: float) -> Interval:
+    """Central ``level`` interval of a mixture of scaled Student-t distributions (exact quantiles)."""
+    from scipy.optimize import brentq
+
+    def cdf(v: float) -> float:
+        return float(weights @ stats.t.cdf((v - centers) / scales, dofs))
+
+    span = float(np.max(np.abs(centers)) + 50.0 * np.max(scales) * (1.0 + float(stats.t.ppf(0.999, dofs.min()))))
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    return (brentq(lambda v: cdf(v) - lo_q, -span, span, xtol=1e-10),
+            brentq(lambda v: cdf(v) - hi_q, -span, span, xtol=1e-10))
+
+
+def weighted_quantile_interval(values: list[np.ndarray], weights: np.ndarray, level: float) -> Interval | None:
+    """Central ``level`` interval of pooled draws, each set weighted by ``weights`` (split over its draws)."""
+    vs, ws = [], []
+    for v, w in zip(values, weights, strict=True):
+        ok = v[np.isfinite(v)]
+        if ok.size:
+            vs.append(ok)
+            ws.append(np.full(ok.size, w / ok.size))
+    if not vs:
+        return None
+    v, w = np.concatenate(vs), np.concatenate(ws)
+    order = np.argsort(v)
+    v, cw = v[order], np.cumsum(w[order]) / w.sum()
+    lo = v[min(np.searchsorted(cw, (1 - level) / 2), v.size - 1)]
+    hi = v[min(np.searchsorted(cw, 1 - (1 - level) / 2), v.size - 1)]
+    return float(lo), float(hi)
 
 
 def t_line(x: np.ndarray, y: np.ndarray, n_draws: int, level: float, rng: np.random.Generator,
@@ -67,6 +128,18 @@ def t_line(x: np.ndarray, y: np.ndarray, n_draws: int, level: float, rng: np.ran
     b_draws = b + w * se_b * rng.standard_normal(n_draws)
     a_draws = a_bar + w * se_bar * rng.standard_normal(n_draws) - b_draws * x.mean()
     return {"a": (a - t * se_a, a + t * se_a), "b": (b - t * se_b, b + t * se_b)}, a_draws, b_draws
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
+    """OLS y ≈ a + b·x: (a, se_a, b, se_b, rss), standard errors with n − 2 dof."""
+    n = x.size
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    b = float(xc @ y) / sxx
+    rss = float(np.sum((y - y.mean() - b * xc) ** 2))
+    s = math.sqrt(rss / max(n - 2, 1))
+    return (float(y.mean()) - b * float(x.mean()), s * math.sqrt(1 / n + x.mean() ** 2 / sxx), b,
+            s / math.sqrt(sxx), rss)
 
 
 def grid_penalty(m: np.ndarray, params: np.ndarray | None, size_law: BestSizeLaw | None) -> np.ndarray | None:
@@ -147,14 +220,19 @@ def _size_law_draws(law: BestSizeLaw, n_draws: int, level: float,
 
 
 def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, params: np.ndarray | None,
-                        size_law: BestSizeLaw | None, n_draws: int, level: float,
-                        seed: int) -> tuple[dict[str, Interval | None], str, dict[str, np.ndarray], list[str]]:
+                        size_law: BestSizeLaw | None, n_draws: int, level: float, seed: int,
+                        plateau_cut: int | None = None,
+                        ) -> tuple[dict[str, Interval | None], str, dict[str, np.ndarray], list[str]]:
     """Intervals for alpha, beta_g, gamma, beta_p, sigma; the method (a sentence); draws; notes.
 
     ``m``, ``eps``: the shard points fitted (plateau already cut); ``law``: the point fit, found with form
-    rule ``rule`` ("power", "floor" or "auto"). β_p: from ``size_law`` (interpolated best sizes, see
-    :mod:`fitting.best_size`) when given, else from ``params`` (best num_params per shard, quantized to the
-    width grid: a Student-t interval that is conservative); neither: no β_p interval.
+    rule ``rule`` ("power", "floor" or "auto"); ``plateau_cut``: shards the point fit cut as plateau (None:
+    unknown). Leading shards that may still sit on a plateau (:func:`doubtful_cut`) widen α, β_g, γ by model
+    averaging over the cuts; for a floor law only after a plateau was cut (its curved small-size end
+    otherwise looks like one: floor sweeps without a plateau covered 98.5 %). β_p: from ``size_law``
+    (interpolated best sizes, see :mod:`fitting.best_size`) when given, else from ``params`` (best num_params
+    per shard, quantized to the width grid: a Student-t interval that is conservative); neither: no β_p
+    interval.
     """
     rng = np.random.default_rng(seed)
     m, eps = np.asarray(m, float), np.asarray(eps, float)
@@ -163,21 +241,44 @@ def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, 
     reps = {key: np.full(n_draws, np.nan) for key in KEYS}
     intervals: dict[str, Interval | None] = dict.fromkeys(KEYS)
     notes: list[str] = []
+    floor_like = not (law.form == "power" and rule == "power")
+    doubt = doubtful_cut(m, eps, rule) if n > 3 and not (floor_like and not plateau_cut) else 0
     if law.form == "power" and rule == "power":
         pen = grid_penalty(m, params, size_law)
         iv, a, b = t_line(x, y, n_draws, level, rng, offset=pen)
         reps["alpha"], reps["beta_g"] = np.exp(a), b
         intervals["beta_g"] = iv["b"]
         intervals["alpha"] = (math.exp(iv["a"][0]), math.exp(iv["a"][1])) if iv["a"] else None
+        if doubt and iv["b"] is not None:
+            net = y - (pen if pen is not None else 0.0)
+            lines = [_line(x[j:], net[j:]) for j in range(doubt + 1)]
+            w = cut_weights([ln[4] for ln in lines], n, 2)
+            cols = np.array([ln[:4] for ln in lines])  # a, se_a, b, se_b
+            dofs = np.array([n - j - 2.0 for j in range(doubt + 1)])
+            intervals["beta_g"] = mixture_interval(cols[:, 2], cols[:, 3], dofs, w, level)
+            lo_a, hi_a = mixture_interval(cols[:, 0], cols[:, 1], dofs, w, level)
+            intervals["alpha"] = (math.exp(lo_a), math.exp(hi_a))
         method = f"Student-t ({n - 2} dof) on the log-log least-squares line"
         if pen is not None:
             method += " net of the best width's distance from the best size"
     else:
         iv_g, draws = _floor_bootstrap(m, eps, law, rule, n_draws, level, rng)
+        if doubt:
+            laws, sets = [law], [draws]
+            for j in range(1, doubt + 1):
+                laws.append(select_form(m[j:], eps[j:], rule, loss=law.loss)[0])
+                sets.append(_floor_bootstrap(m[j:], eps[j:], laws[-1], rule, n_draws, level, rng)[1])
+            w = cut_weights([lw.rss for lw in laws], n, law.n_params)
+            iv_g = {key: weighted_quantile_interval([d[key] for d in sets], w, level) for key in iv_g}
         intervals.update(iv_g)
         reps.update(draws)
         method = (f"parametric bootstrap of the {law.form} law ({n_draws} draws, residual scale from "
                   f"χ²({n - law.n_params}), form rule '{rule}' inside each draw, percentile intervals)")
+    if doubt:
+        method += (f"; averaged (Akaike weights) with the same interval without the smallest 1–{doubt} shard(s), "
+                   "which may sit on a small-data plateau")
+        notes.append(f"the smallest {doubt} fitted shard(s) may sit on a small-data plateau: the intervals of α, "
+                     "β_g and γ average over cutting them or not")
     if n - law.n_params < 2:
         notes.append(f"{n} shards for {law.n_params} parameters: the intervals are very wide; add shards")
     if size_law is not None:

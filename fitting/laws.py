@@ -25,6 +25,7 @@ MIN_GAMMA_SHARE = 0.01  # "auto" ignores a floor below 1 % of the smallest error
 PLATEAU_MIN_TOL = 0.1  # a plateau point lies at least this far (log units, ≈10 %) below the extrapolation
 MIN_POINTS = 3  # a curve needs at least this many shards
 MIN_FLOOR_POINTS = 5  # "auto" considers a floor (3 parameters) only with this many points
+PLATEAU_Z = 3.0  # ... and at least this many residual standard deviations below it
 PLATEAU_MIN_KEEP = 5  # plateau exclusion leaves at least this many points (never fewer than MIN_POINTS)
 
 
@@ -318,14 +319,14 @@ class LearningCurveFit:
 
 def detect_plateau(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.ndarray, form: str = "auto", *,
                    tol: float = PLATEAU_MIN_TOL, min_keep: int = PLATEAU_MIN_KEEP, loss: str = "soft_l1",
-                   f_scale: float = F_SCALE) -> int:
+                   f_scale: float = F_SCALE, z: float = PLATEAU_Z) -> int:
     """How many leading (smallest-size) points sit on a small-data plateau; 0 when none.
 
     Rule: a cut k (points 0..k−1 left out) is valid when, for the law L fitted to points k.. (same form
     rule as the main fit, screened with the γ-grid fit),
 
-    1. *every* point before k lies below L by more than max(tol, 3·s) in log units, s being L's residual
-       standard deviation, i.e. the small sizes sit under the backward extrapolation; and
+    1. *every* point before k lies below L by more than max(tol, z·s) in log units (z = 3 by default), s being
+       L's residual standard deviation, i.e. the small sizes sit under the backward extrapolation; and
     2. points 0..k are flat: their log-log OLS slope is shallower than half of L's local slope at m_k
        (a steep but noisy fit on few points can overshoot backwards; this keeps it from cutting data that
        follow the law).
@@ -341,7 +342,7 @@ def detect_plateau(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.nd
     for k in range(n - max(min_keep, MIN_POINTS), 0, -1):
         law, _, _ = select_form(m_arr[k:], e_arr[k:], form, loss=loss, f_scale=f_scale, polish=False)
         dof = max(n - k - law.n_params, 1)
-        thresh = max(tol, 3.0 * math.sqrt(law.rss / dof))
+        thresh = max(tol, z * math.sqrt(law.rss / dof))
         gap = np.log(np.asarray(law.predict(m_arr[:k]))) - y[:k]
         if not np.all(gap > thresh):
             continue

@@ -1,13 +1,12 @@
 """Fits the service serves, memoized on the version of the rows they came from.
 
 A (domain, family, metric, form) is refitted only when its group's rows changed; concurrent requests for the
-same key wait for one fit instead of each running it. Fitting itself is ``fitting.curves.fit_family``; this
-module adds the extrapolation check the service reports next to each fit.
+same key wait for one fit instead of each running it. Fitting itself is ``fitting.curves.fit_family``; the
+extrapolation check the service reports next to each fit is that fit's first backtest.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fitting.aggregate import usable_trials
-from fitting.curves import CurveFit, Interval, fit_family, predict
+from fitting.curves import CurveFit, Interval, fit_family
 from fitting.laws import MIN_POINTS
 from fitting.service.cache import GroupRows
 
@@ -31,12 +30,12 @@ class ExtrapolationCheck:
     held_out_size: float
     measured: float  # best error measured at the held-out shard
     predicted: float
-    interval: Interval | None  # bootstrap interval of the prediction
+    interval: Interval | None  # the backtest's prediction interval (its level: fitting.extrapolate.PI_LEVEL)
     log_error: float  # log(predicted / measured): > 0 means the fit was pessimistic
     within_interval: bool | None
     n_points: int  # shards the reduced fit used
-    beta_g: float | None  # the reduced fit's exponent
-    form: str | None
+    beta_g: float | None  # the reduced fit's plain power-law slope
+    form: str | None  # "averaged": the extrapolation that predict() uses
 
 
 @dataclass
@@ -52,29 +51,24 @@ class FamilyFit:
     seconds: float  # time the fit and its check took
 
 
-def extrapolation_check(frame: pd.DataFrame, fit: CurveFit, form: str, n_boot: int,
+def extrapolation_check(frame: pd.DataFrame, fit: CurveFit, form: str = "auto", n_boot: int = 0,
                         seed: int = 0) -> tuple[ExtrapolationCheck | None, str]:
-    """Refit without the largest shard and compare its prediction there with the measurement.
+    """The fit's backtest with the largest shard held out (:mod:`fitting.backtest`), as the service reports it.
 
-    Needs one shard more than a fit does (``MIN_POINTS`` + 1). Returns (check, "") or (None, reason).
+    Why reuse: ``fit_family`` already refits without the largest 1–3 shards (sharing its prefix fits), so a
+    second refit here would double the work and could disagree with the ``backtest`` shown beside it.
+    ``frame``, ``form``, ``n_boot`` and ``seed`` are kept for callers and unused. Needs one shard more than a
+    fit does (``MIN_POINTS`` + 1). Returns (check, "") or (None, reason).
     """
     if fit.fit is None:
         return None, f"no fit: {fit.reason}"
-    shards = sorted({p.train_size for p in (*fit.points, *fit.excluded) if p.best_error > 0})
-    if len(shards) < MIN_POINTS + 1:
-        return None, (f"{len(shards)} usable shard(s): the check needs {MIN_POINTS + 1} "
+    bt = next((b for b in fit.backtest if b.held_out == 1), None)
+    if bt is None:
+        shards = len({p.train_size for p in (*fit.points, *fit.excluded) if p.best_error > 0})
+        return None, (f"{shards} usable shard(s): the check needs {MIN_POINTS + 1} "
                       f"({MIN_POINTS} to fit, the largest to predict)")
-    largest = shards[-1]
-    measured = next(p.best_error for p in fit.points if p.train_size == largest)
-    sizes = pd.to_numeric(frame["train_size"], errors="coerce").to_numpy(float)
-    reduced = fit_family(frame[sizes < largest], metric=fit.metric, form=form, n_boot=n_boot, seed=seed)
-    if reduced.fit is None:
-        return None, f"fit without the largest shard failed: {reduced.reason}"
-    pred = predict(reduced, size=largest)
-    within = None if pred.interval is None else bool(pred.interval[0] <= measured <= pred.interval[1])
-    log_error = math.log(pred.error / measured) if pred.error > 0 else math.nan
-    return ExtrapolationCheck(largest, measured, pred.error, pred.interval, log_error, within,
-                              len(reduced.points), reduced.beta_g, reduced.form), ""
+    return ExtrapolationCheck(bt.size, bt.measured, bt.predicted, bt.interval, bt.log_error, bt.inside,
+                              bt.n_fit, bt.power_beta, "averaged"), ""
 
 
 def _trial_ids(frame: pd.DataFrame) -> dict[str, str]:

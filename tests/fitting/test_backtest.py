@@ -35,3 +35,19 @@ def test_summary_reads_the_longest_backtest() -> None:
     short = Backtest(1, 7, 2.0, 2.0, 1.0, 1.01, (0.9, 1.1), 0.9, 0.00995, True, 0.00995, 1)
     long = Backtest(3, 5, 8.0, 8.0, 1.0, 1.31, (1.1, 1.5), 0.9, 0.27, False, 0.2, 1)
     assert backtest_summary([short, long]) == "8× 31% out"
+
+
+def test_service_check_is_the_first_backtest_not_a_second_refit() -> None:
+    from fitting.service.fits import extrapolation_check
+
+    rows = sweep(power, seed=4)
+    fit = fit_family(rows, n_boot=0)
+    check, reason = extrapolation_check(rows, fit)
+    bt = fit.backtest[0]
+    assert reason == "" and check is not None
+    assert (check.held_out_size, check.predicted, check.interval, check.within_interval, check.n_points) == (
+        bt.size, bt.predicted, bt.interval, bt.inside, bt.n_fit)
+    assert check.beta_g == pytest.approx(-0.3, abs=0.03) and check.form == "averaged"
+    few = fit_family(sweep(power, SIZES[:3]), n_boot=0)
+    assert few.ok and extrapolation_check(rows, few) == (None, "3 usable shard(s): the check needs 4 "
+                                                               "(3 to fit, the largest to predict)")
