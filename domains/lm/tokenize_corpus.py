@@ -238,47 +238,19 @@ def tokenize_corpus(train_files: Sequence[Path], valid_files: Sequence[Path], fo
     low = [s.lowercase] * len(files)
     try:
         runner.start()
-        subset = not valid_files or s.max_sentences is not None
-        counts = runner.map(scan_file, files, low) if subset else None
-        keep: list[np.ndarray | None] = [None] * len(files)
-        if counts is not None:
-            order, valid_idx, permutation = split_sentences(counts, len(train_files), s)
-            mask = np.zeros(sum(counts), dtype=bool)
-            mask[order] = True
-            bounds = np.cumsum([0, *counts])
-            keep = [mask[a:b] for a, b in pairwise(bounds)]
-        n_train = len(train_files)
-        words, chars = Counter(), np.zeros(CODE_POINTS, dtype=np.int64)
-        for w, seen, c in runner.imap(count_file, train_files, low[:n_train], keep[:n_train]):
-            words.update(w)
-            chars[seen] += c
-        vocab = {"words": build_word_vocab(words, s.vocab_size), "chars": build_char_vocab(chars, s.min_char_count)}
-        del words, chars
+        # a split that depends on line counts (held-out, subset) is known before counting; else after encoding
+        counts = runner.map(scan_file, files, low) if not valid_files or s.max_sentences is not None else None
+        split = split_sentences(counts, len(train_files), s) if counts is not None else None
+        vocab = count_vocabularies(runner, train_files, s, None if split is None else
+                                   kept_masks(split[0], counts[:len(train_files)]))  # type: ignore[index]
         runner.set_tables(vocab["words"], vocab["chars"])
         encoded = runner.map(encode_file, files, low, outs)
-        if counts is None:
-            counts = encoded
-            order, valid_idx, permutation = split_sentences(counts, n_train, s)
+        counts = counts or encoded
+        order, valid_idx, permutation = split or split_sentences(counts, len(train_files), s)
         lengths = {stream: np.concatenate([np.load(part_path(o, f"{stream}_lengths")) for o in outs])
                    for stream in ("word", "char")}
-        dtypes = {"word": id_dtype(len(vocab["words"])), "char": id_dtype(len(vocab["chars"]))}
-        dest: dict[str, np.ndarray] = {}
-        for stream in ("word", "char"):
-            offsets = np.concatenate([[0], np.cumsum(lengths[stream][order])])
-            np.save(folder / f"{stream}_offsets.npy", offsets)
-            np.lib.format.open_memmap(folder / f"{stream}_ids.npy", "w+", dtypes[stream], (int(offsets[-1]),))
-            dest[stream] = np.full(len(lengths[stream]), -1, dtype=np.int64)
-            dest[stream][order] = offsets[:-1]
+        place_training(runner, outs, counts, folder, order, lengths, vocab)
         bounds = np.cumsum([0, *counts])
-        sels, dests = [], []
-        for a, b in pairwise(bounds):
-            sel = np.flatnonzero(dest["word"][a:b] >= 0)
-            sels.append(sel)
-            dests.append({stream: dest[stream][a:b][sel] for stream in dest})
-        runner.map(place_file, outs, [folder] * len(outs), sels, dests)
-        runner.close()
-        for stream in ("word", "char"):
-            sync_file(folder / f"{stream}_ids.npy")
         for stream, cap in (("word", s.max_valid_words), ("char", s.max_valid_chars)):
             np.save(folder / f"valid_{stream}_ids.npy", valid_stream(outs, bounds, valid_idx, lengths[stream],
                                                                      stream, cap))
@@ -292,6 +264,44 @@ def tokenize_corpus(train_files: Sequence[Path], valid_files: Sequence[Path], fo
     meta = {**meta, "num_sentences": len(order), "word_vocab": len(vocab["words"]), "char_vocab": len(vocab["chars"]),
             "train_words": int(lengths["word"][order].sum()), "train_chars": int(lengths["char"][order].sum())}
     (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def kept_masks(order: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
+    """Per training file, which of its sentences are kept for training (the rest are held out or left out)."""
+    mask = np.zeros(sum(counts), dtype=bool)
+    mask[order] = True
+    return [mask[a:b] for a, b in pairwise(np.cumsum([0, *counts]))]
+
+
+def count_vocabularies(runner: Runner, train_files: Sequence[Path], s: Settings,
+                       keep: list[np.ndarray] | None) -> dict[str, list[str]]:
+    """Both vocabularies, from the kept training sentences' counts, merged file by file as they arrive."""
+    words, chars = Counter(), np.zeros(CODE_POINTS, dtype=np.int64)
+    masks = keep if keep is not None else [None] * len(train_files)
+    for w, seen, c in runner.imap(count_file, train_files, [s.lowercase] * len(train_files), masks):
+        words.update(w)
+        chars[seen] += c
+    return {"words": build_word_vocab(words, s.vocab_size), "chars": build_char_vocab(chars, s.min_char_count)}
+
+
+def place_training(runner: Runner, outs: Sequence[Path], counts: Sequence[int], folder: Path, order: np.ndarray,
+                   lengths: dict[str, np.ndarray], vocab: dict[str, list[str]]) -> None:
+    """Create the shuffled training arrays and their offsets, and copy every file's kept sentences into them."""
+    dest: dict[str, np.ndarray] = {}
+    for stream, names in (("word", vocab["words"]), ("char", vocab["chars"])):
+        offsets = np.concatenate([[0], np.cumsum(lengths[stream][order])])
+        np.save(folder / f"{stream}_offsets.npy", offsets)
+        np.lib.format.open_memmap(folder / f"{stream}_ids.npy", "w+", id_dtype(len(names)), (int(offsets[-1]),))
+        dest[stream] = np.full(len(lengths[stream]), -1, dtype=np.int64)
+        dest[stream][order] = offsets[:-1]
+    sels, dests = [], []
+    for a, b in pairwise(np.cumsum([0, *counts])):
+        sel = np.flatnonzero(dest["word"][a:b] >= 0)
+        sels.append(sel)
+        dests.append({stream: dest[stream][a:b][sel] for stream in dest})
+    runner.map(place_file, outs, [folder] * len(outs), sels, dests)
+    for stream in ("word", "char"):
+        sync_file(folder / f"{stream}_ids.npy")
 
 
 def sync_file(path: Path) -> None:
