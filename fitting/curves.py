@@ -171,7 +171,7 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
         size_pts = np.array(params, dtype=float) if out.size_fit is not None else None
         out.intervals, out.interval_method, out.replicates, notes = parameter_intervals(
             m[lc.n_excluded:], eps[lc.n_excluded:], lc.law, form, size_pts, size_law, n_boot, level, seed,
-            plateau_cut=lc.n_excluded)
+            excluded=(m[:lc.n_excluded], eps[:lc.n_excluded]))
         out.notes += notes
         if lc.n_excluded:
             out.notes.append("intervals assume the plateau cut is right (on synthetic sweeps a cut one shard off "

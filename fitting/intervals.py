@@ -35,8 +35,8 @@ from fitting.laws import (
     MIN_GAMMA_SHARE,
     LawFit,
     aic,
-    detect_plateau,
     fit_batch,
+    plateau_cuts,
     select_form,
 )
 
@@ -46,27 +46,31 @@ DOUBT_Z = 1.5  # a leading point this many residual s.d. (and ≥ DOUBT_TOL) bel
 DOUBT_TOL = 0.05
 
 
-def doubtful_cut(m: np.ndarray, eps: np.ndarray, rule: str) -> int:
-    """Leading points of the fitted (already cut) curve that a lax plateau rule would also leave out.
+def candidate_cuts(m: np.ndarray, eps: np.ndarray, cut: int, rule: str) -> list[int]:
+    """Plateau cuts of the full curve (``m``, ``eps``: every shard) to average over: the point fit's ``cut`` and
+    every other cut a lax rule finds valid, shallower or deeper.
 
     Why: the plateau's end is uncertain. The point fit cuts only points ≥ 3 s.d. below the law (so clean curves
     keep their points), which misses a plateau point 2–3 s.d. below it about half the time (1 seed, 5 % noise)
-    and the slope of the remaining points then misses the law's (coverage 10–80 % on such sweeps). Points a
-    lax rule would cut (gap > max(0.05, 1.5·s), flat with the points before) are weighed by :func:`cut_weights`.
+    or cuts a law point after one, and the slope of the remaining points then misses the law's (coverage
+    10–80 % on such sweeps). The lax rule (gap > max(0.05, 1.5·s), flat with the points before) names the
+    plausible cuts; :func:`cut_weights` weighs them.
     """
-    return detect_plateau(m, eps, rule, tol=DOUBT_TOL, z=DOUBT_Z)
+    if m.size - cut <= 3:
+        return [cut]
+    return sorted({cut, *plateau_cuts(m, eps, rule, tol=DOUBT_TOL, z=DOUBT_Z)})
 
 
-def cut_weights(rss: list[float], n: int, n_params: int) -> np.ndarray:
-    """Akaike weights of "the smallest j shards are off the law" for j = 0..len(rss) − 1.
+def cut_weights(cuts: list[int], rss: list[float], n: int, n_params: int) -> np.ndarray:
+    """Akaike weights of "the smallest j shards are off the law" for each j in ``cuts`` (ascending).
 
-    ``rss[j]``: the law's squared log residuals over the shards it keeps when j are cut. Each cut shard is one
-    free parameter (fitted exactly); the scale is the residual variance of the deepest cut, so a shard 3 s.d.
-    below the law gets weight e^3.5 ≈ 33 for being cut, one 1.4 s.d. below even odds.
+    ``rss[i]``: the law's squared log residuals over the shards it keeps when ``cuts[i]`` are cut, of ``n``.
+    Each cut shard is one free parameter (fitted exactly); the scale is the residual variance of the deepest
+    cut, so a shard 3 s.d. below the law gets weight e^3.5 ≈ 33 for being cut, one 1.4 s.d. below even odds.
     """
-    deep = len(rss) - 1
-    s2 = max(rss[deep] / max(n - deep - n_params, 1), 1e-12)
-    crit = np.array([r / s2 + 2.0 * j for j, r in enumerate(rss)])
+    deep = cuts[-1]
+    s2 = max(rss[-1] / max(n - deep - n_params, 1), 1e-12)
+    crit = np.array([r / s2 + 2.0 * j for j, r in zip(cuts, rss, strict=True)])
     w = np.exp(-(crit - crit.min()) / 2.0)
     return w / w.sum()
 
@@ -221,15 +225,15 @@ def _size_law_draws(law: BestSizeLaw, n_draws: int, level: float,
 
 def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, params: np.ndarray | None,
                         size_law: BestSizeLaw | None, n_draws: int, level: float, seed: int,
-                        plateau_cut: int | None = None,
+                        excluded: tuple[np.ndarray, np.ndarray] | None = None,
                         ) -> tuple[dict[str, Interval | None], str, dict[str, np.ndarray], list[str]]:
     """Intervals for alpha, beta_g, gamma, beta_p, sigma; the method (a sentence); draws; notes.
 
     ``m``, ``eps``: the shard points fitted (plateau already cut); ``law``: the point fit, found with form
-    rule ``rule`` ("power", "floor" or "auto"); ``plateau_cut``: shards the point fit cut as plateau (None:
-    unknown). Leading shards that may still sit on a plateau (:func:`doubtful_cut`) widen α, β_g, γ by model
-    averaging over the cuts; for a floor law only after a plateau was cut (its curved small-size end
-    otherwise looks like one: floor sweeps without a plateau covered 98.5 %). β_p: from ``size_law``
+    rule ``rule`` ("power", "floor" or "auto"); ``excluded``: the (sizes, errors) the point fit cut as plateau.
+    Other plausible cuts (:func:`candidate_cuts`) widen α, β_g, γ by model averaging over the cuts; for a
+    floor law only after a plateau was cut (its curved small-size end otherwise looks like one: floor sweeps
+    without a plateau covered 98.5 %). β_p: from ``size_law``
     (interpolated best sizes, see :mod:`fitting.best_size`) when given, else from ``params`` (best num_params
     per shard, quantized to the width grid: a Student-t interval that is conservative); neither: no β_p
     interval.
@@ -242,19 +246,23 @@ def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, 
     intervals: dict[str, Interval | None] = dict.fromkeys(KEYS)
     notes: list[str] = []
     floor_like = not (law.form == "power" and rule == "power")
-    doubt = doubtful_cut(m, eps, rule) if n > 3 and not (floor_like and not plateau_cut) else 0
-    if law.form == "power" and rule == "power":
+    k = 0 if excluded is None else len(excluded[0])
+    m_all = m if not k else np.concatenate([np.asarray(excluded[0], float), m])  # type: ignore[index]
+    e_all = eps if not k else np.concatenate([np.asarray(excluded[1], float), eps])  # type: ignore[index]
+    cuts = [k] if n <= 3 or (floor_like and not k) else candidate_cuts(m_all, e_all, k, rule)
+    x_all, y_all = np.log(m_all), np.log(e_all)
+    if not floor_like:
         pen = grid_penalty(m, params, size_law)
         iv, a, b = t_line(x, y, n_draws, level, rng, offset=pen)
         reps["alpha"], reps["beta_g"] = np.exp(a), b
         intervals["beta_g"] = iv["b"]
         intervals["alpha"] = (math.exp(iv["a"][0]), math.exp(iv["a"][1])) if iv["a"] else None
-        if doubt and iv["b"] is not None:
-            net = y - (pen if pen is not None else 0.0)
-            lines = [_line(x[j:], net[j:]) for j in range(doubt + 1)]
-            w = cut_weights([ln[4] for ln in lines], n, 2)
+        if len(cuts) > 1 and iv["b"] is not None:
+            net = y_all - np.concatenate([np.zeros(k), pen if pen is not None else np.zeros(n)])
+            lines = [_line(x_all[c:], net[c:]) for c in cuts]
+            w = cut_weights(cuts, [ln[4] for ln in lines], m_all.size, 2)
             cols = np.array([ln[:4] for ln in lines])  # a, se_a, b, se_b
-            dofs = np.array([n - j - 2.0 for j in range(doubt + 1)])
+            dofs = np.array([m_all.size - c - 2.0 for c in cuts])
             intervals["beta_g"] = mixture_interval(cols[:, 2], cols[:, 3], dofs, w, level)
             lo_a, hi_a = mixture_interval(cols[:, 0], cols[:, 1], dofs, w, level)
             intervals["alpha"] = (math.exp(lo_a), math.exp(hi_a))
@@ -263,22 +271,24 @@ def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, 
             method += " net of the best width's distance from the best size"
     else:
         iv_g, draws = _floor_bootstrap(m, eps, law, rule, n_draws, level, rng)
-        if doubt:
-            laws, sets = [law], [draws]
-            for j in range(1, doubt + 1):
-                laws.append(select_form(m[j:], eps[j:], rule, loss=law.loss)[0])
-                sets.append(_floor_bootstrap(m[j:], eps[j:], laws[-1], rule, n_draws, level, rng)[1])
-            w = cut_weights([lw.rss for lw in laws], n, law.n_params)
+        if len(cuts) > 1:
+            laws, sets = [], []
+            for c in cuts:
+                law_c = law if c == k else select_form(m_all[c:], e_all[c:], rule, loss=law.loss)[0]
+                laws.append(law_c)
+                sets.append(draws if c == k else
+                            _floor_bootstrap(m_all[c:], e_all[c:], law_c, rule, n_draws, level, rng)[1])
+            w = cut_weights(cuts, [lw.rss for lw in laws], m_all.size, law.n_params)
             iv_g = {key: weighted_quantile_interval([d[key] for d in sets], w, level) for key in iv_g}
         intervals.update(iv_g)
         reps.update(draws)
         method = (f"parametric bootstrap of the {law.form} law ({n_draws} draws, residual scale from "
                   f"χ²({n - law.n_params}), form rule '{rule}' inside each draw, percentile intervals)")
-    if doubt:
-        method += (f"; averaged (Akaike weights) with the same interval without the smallest 1–{doubt} shard(s), "
-                   "which may sit on a small-data plateau")
-        notes.append(f"the smallest {doubt} fitted shard(s) may sit on a small-data plateau: the intervals of α, "
-                     "β_g and γ average over cutting them or not")
+    if len(cuts) > 1:
+        method += (f"; averaged (Akaike weights) over plausible small-data plateau cuts {cuts} (shards left out; "
+                   f"the fit's: {k})")
+        notes.append(f"where the small-data plateau ends is uncertain (plausible cuts: {cuts} shards): the "
+                     "intervals of α, β_g and γ average over them")
     if n - law.n_params < 2:
         notes.append(f"{n} shards for {law.n_params} parameters: the intervals are very wide; add shards")
     if size_law is not None:

@@ -336,9 +336,18 @@ def detect_plateau(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.nd
     the backward extrapolation are never excluded. On synthetic 10-point curves with 5 % noise this flags
     ≤ 0.5 % of clean power/floor curves and finds a 3-point plateau ~80 % of the time (98 % at 2 % noise).
     """
+    cuts = plateau_cuts(m, eps, form, tol=tol, min_keep=min_keep, loss=loss, f_scale=f_scale, z=z, first=True)
+    return cuts[0] if cuts else 0
+
+
+def plateau_cuts(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.ndarray, form: str = "auto", *,
+                 tol: float = PLATEAU_MIN_TOL, min_keep: int = PLATEAU_MIN_KEEP, loss: str = "soft_l1",
+                 f_scale: float = F_SCALE, z: float = PLATEAU_Z, first: bool = False) -> list[int]:
+    """Every cut k > 0 that :func:`detect_plateau`'s rule finds valid, largest first (``first``: stop at one)."""
     m_arr, e_arr = _prep(m, eps)
     n = m_arr.size
     x, y = np.log(m_arr), np.log(e_arr)
+    out: list[int] = []
     for k in range(n - max(min_keep, MIN_POINTS), 0, -1):
         law, _, _ = select_form(m_arr[k:], e_arr[k:], form, loss=loss, f_scale=f_scale, polish=False)
         dof = max(n - k - law.n_params, 1)
@@ -349,8 +358,10 @@ def detect_plateau(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.nd
         u = law.alpha * m_arr[k] ** law.beta
         local_slope = law.beta * u / (u + law.gamma)
         if float(ols_line(x[: k + 1], y[: k + 1])[1]) > 0.5 * local_slope:
-            return k
-    return 0
+            out.append(k)
+            if first:
+                break
+    return out
 
 
 def fit_learning_curve(m: Sequence[float] | np.ndarray, eps: Sequence[float] | np.ndarray,
