@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel
 
-from domains.base import DataSourceError, Domain, TrialSetup
+from domains.base import DataSourceError, Domain, TrialSetup, declare
 from domains.hparams import HParams
 from domains.training import TrainingTask
 
@@ -26,6 +26,14 @@ class ModelDomain(Domain):
 
     hparams: ClassVar[Mapping[str, type[HParams]]]  # family -> its hyperparameters
     task_class: ClassVar[type[TrainingTask]]  # built as task_class(model, prepared, setup, hp)
+
+    def __init_subclass__(cls, source: type[BaseModel] | None = None,
+                          hparams: Mapping[str, type[HParams]] | None = None,
+                          task: type[TrainingTask] | None = None, **kwargs: Any) -> None:
+        """``class NMTDomain(ModelDomain, name=..., size_unit=..., source=NMTSource, hparams=HPARAMS,
+        task=NMTTask)``: the data section, the families' hyperparameters and the task, declared with the name."""
+        super().__init_subclass__(**kwargs)
+        declare(cls, source_model=source, hparams=hparams, task_class=task)
 
     def hparams_for(self, family: str) -> type[HParams]:
         self.family(family)

@@ -78,7 +78,7 @@ class ImageSource(SourceModel):
     workers: int | None = Field(None, ge=0)  # DataLoader workers per trial (folders); None: trial's CPUs
 
 
-class ImageDomain(ModelDomain, name="image", size_unit="images"):
+class ImageDomain(ModelDomain, name="image", size_unit="images", source=ImageSource, hparams=HPARAMS):
     """Top-1 / top-5 error learning curves of width- and depth-scaled ResNets on nested, class-balanced shards."""
 
     families: ClassVar[Mapping[str, FamilyInfo]] = {
@@ -89,8 +89,6 @@ class ImageDomain(ModelDomain, name="image", size_unit="images"):
             "val_top1_err", METRICS, "BasicBlocks per stage n (depth 8n+2: 1 = ResNet-10, 2 = ResNet-18)",
             description="ResNet scaled by depth; first-stage channels set by the 'channels' hyperparameter"),
     }
-    source_model: ClassVar[type[BaseModel]] = ImageSource
-    hparams: ClassVar[Mapping[str, type[ImageHParams]]] = HPARAMS
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> ImageData:
         """Read (and for folders, check every image) once; cached in ``cache_dir/<key>/``, where the key covers

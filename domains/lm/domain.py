@@ -64,7 +64,7 @@ def lm_family(tokens: str, model: str) -> FamilyInfo:
     return FamilyInfo(metric=metric, metrics=metrics, description=f"{level}-level {model} LM", size_unit=unit)
 
 
-class LMDomain(ModelDomain, name="lm", size_unit="words"):
+class LMDomain(ModelDomain, name="lm", size_unit="words", source=LMSource, hparams=HPARAMS, task=LMTask):
     """Word LM (nats/word) and char LM (bits/char) learning curves on nested shards of a text corpus."""
 
     families: ClassVar[Mapping[str, FamilyInfo]] = {
@@ -73,10 +73,6 @@ class LMDomain(ModelDomain, name="lm", size_unit="words"):
         "word_rhn": lm_family("word", "recurrent highway network"),
         "char_rhn": lm_family("char", "recurrent highway network"),
     }
-    source_model: ClassVar[type[BaseModel]] = LMSource
-
-    hparams: ClassVar[Mapping[str, type[RecurrentLMHParams]]] = HPARAMS
-    task_class: ClassVar[type[LMTask]] = LMTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> LMData:
         """Read and tokenize once, file by file in parallel processes, into memory-mapped arrays in

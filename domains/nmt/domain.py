@@ -62,7 +62,7 @@ class NMTSource(SourceModel):
     bleu_pairs: int = Field(200, ge=1)  # validation pairs greedily decoded for BLEU at every evaluation
 
 
-class NMTDomain(ModelDomain, name="nmt", size_unit="target tokens"):
+class NMTDomain(ModelDomain, name="nmt", size_unit="target tokens", source=NMTSource, hparams=HPARAMS, task=NMTTask):
     """Per-token cross-entropy learning curves of translation models on nested shards of parallel text."""
 
     families: ClassVar[Mapping[str, FamilyInfo]] = {
@@ -72,10 +72,6 @@ class NMTDomain(ModelDomain, name="nmt", size_unit="target tokens"):
                                   description="pre-norm Transformer encoder-decoder (torch.nn), heads and FFN "
                                               "tied to width"),
     }
-    source_model: ClassVar[type[BaseModel]] = NMTSource
-
-    hparams: ClassVar[Mapping[str, type[NMTHParams]]] = HPARAMS
-    task_class: ClassVar[type[NMTTask]] = NMTTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> NMTData:
         """Read, check and tokenize once; cached in ``cache_dir/<key>/`` where the key covers the settings and

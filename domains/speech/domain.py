@@ -80,7 +80,8 @@ class SpeechSource(SourceModel):
         return FeatureSettings(self.sample_rate, self.n_mels, self.win_ms, self.hop_ms)
 
 
-class SpeechDomain(ModelDomain, name="speech", size_unit="hours"):
+class SpeechDomain(ModelDomain, name="speech", size_unit="hours",
+                   source=SpeechSource, hparams=HPARAMS, task=SpeechTask):
     """CER learning curves of Deep Speech 2 and an attention encoder–decoder on nested shards (hours)."""
 
     families: ClassVar[Mapping[str, FamilyInfo]] = {
@@ -89,9 +90,6 @@ class SpeechDomain(ModelDomain, name="speech", size_unit="hours"):
         "attention": FamilyInfo(metric="val_cer", metrics=METRICS, width_meaning="model dimension",
                                 description="Conformer encoder + Transformer decoder (+ auxiliary CTC)"),
     }
-    source_model: ClassVar[type[BaseModel]] = SpeechSource
-    hparams: ClassVar[Mapping[str, type[SpeechHParams]]] = HPARAMS
-    task_class: ClassVar[type[SpeechTask]] = SpeechTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> SpeechData:
         """List, read and featurize once; cached in ``cache_dir/<key>/`` where the key covers the feature

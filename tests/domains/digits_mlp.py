@@ -76,15 +76,13 @@ class DigitsTask(TrainingTask):
         self.cursor, self.seed = int(state["cursor"]), int(state["seed"])
 
 
-class DigitsMLPDomain(ModelDomain, name="digits-mlp", size_unit="images"):
+class DigitsMLPDomain(ModelDomain, name="digits-mlp", size_unit="images",
+                      source=DigitsSource, hparams={"mlp": MLPHParams}, task=DigitsTask):
     """Classification error of MLPs against the number of training digits."""
 
     families: ClassVar[Mapping[str, FamilyInfo]] = {"mlp": FamilyInfo(
         metric="val_error", metrics={"val_error": "classification error", "val_xent": "nats/image"},
         width_meaning="hidden units per layer", description="ReLU MLP on flattened 8x8 digits")}
-    source_model: ClassVar[type[BaseModel]] = DigitsSource
-    hparams: ClassVar[Mapping[str, type[HParams]]] = {"mlp": MLPHParams}
-    task_class: ClassVar[type[TrainingTask]] = DigitsTask
 
     def prepare(self, source: BaseModel | Mapping[str, Any], cache_dir: Path) -> dict[str, np.ndarray]:
         src: DigitsSource = self.parse_source(source)
