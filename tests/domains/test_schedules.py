@@ -23,17 +23,19 @@ def schedule(kind: str, **extra: object) -> HParams:
 
 def test_values_at_a_few_steps_match_a_hand_computation() -> None:
     cos45 = (1 + math.cos(math.pi / 4)) / 2  # a quarter of the way through the decay
-    expected = {  # step: (cosine, linear, constant)
-        0: (0.1, 0.1, 0.1),  # warm-up: (step + 1) / 10
-        4: (0.5, 0.5, 0.5),
-        10: (1.0, 1.0, 1.0),  # the peak, where the decay starts
-        35: (0.1 + 0.9 * cos45, 0.1 + 0.9 * 0.75, 1.0),
-        60: (0.55, 0.55, 1.0),  # half way: both decays at the middle of lr and floor
-        110: (0.1, 0.1, 1.0),  # the floor at decay_steps
-        500: (0.1, 0.1, 1.0),  # held there after the budget
+    expected = {  # step: (cosine, linear, wsd, constant); wsd decays linearly over the last 20 of the 100 steps
+        0: (0.1, 0.1, 0.1, 0.1),  # warm-up: (step + 1) / 10
+        4: (0.5, 0.5, 0.5, 0.5),
+        10: (1.0, 1.0, 1.0, 1.0),  # the peak, where the decay starts
+        35: (0.1 + 0.9 * cos45, 0.1 + 0.9 * 0.75, 1.0, 1.0),
+        60: (0.55, 0.55, 1.0, 1.0),  # half way: both decays at the middle of lr and floor
+        90: (0.1 + 0.9 * (1 + math.cos(math.pi * 0.8)) / 2, 0.28, 1.0, 1.0),  # wsd's decay starts here
+        100: (0.1 + 0.9 * (1 + math.cos(math.pi * 0.9)) / 2, 0.19, 0.55, 1.0),
+        110: (0.1, 0.1, 0.1, 1.0),  # the floor at decay_steps
+        500: (0.1, 0.1, 0.1, 1.0),  # held there after the budget
     }
     for step, values in expected.items():
-        got = tuple(schedule(kind).lr_at(step) for kind in ("cosine", "linear", "constant"))
+        got = tuple(schedule(kind).lr_at(step) for kind in ("cosine", "linear", "wsd", "constant"))
         assert got == pytest.approx(values), f"step {step}"
 
 
@@ -42,19 +44,26 @@ def test_without_a_budget_the_rate_stays_at_its_peak_after_warm_up() -> None:
     assert [hp.lr_at(s) for s in range(4)] == [0.25, 0.5, 0.5, 0.5]
 
 
-@pytest.mark.parametrize("kind", ["cosine", "linear"])
+@pytest.mark.parametrize("kind", ["cosine", "linear", "wsd"])
 def test_lr_at_is_torch_warm_up_then_decay(kind: str) -> None:
-    """The closed form equals torch.optim.lr_scheduler's LinearLR warm-up followed by its decay, step by step."""
+    """The closed form equals torch.optim.lr_scheduler's LinearLR warm-up followed by its decay (wsd: a ConstantLR
+    stable phase, then a LinearLR decay), step by step."""
     hp = schedule(kind)
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=hp.lr)
-    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / hp.warmup_steps, end_factor=1.0,
-                                             total_iters=hp.warmup_steps - 1)
+    sched = torch.optim.lr_scheduler
+    warm = sched.LinearLR(opt, start_factor=1 / hp.warmup_steps, end_factor=1.0, total_iters=hp.warmup_steps - 1)
     span = hp.decay_steps - hp.warmup_steps
-    decay = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=span, eta_min=hp.lr_floor * hp.lr)
-             if kind == "cosine" else
-             torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=hp.lr_floor, total_iters=span))
-    torch_lr = torch.optim.lr_scheduler.SequentialLR(opt, [warm, decay], milestones=[hp.warmup_steps])
+    if kind == "wsd":
+        stable = round(span * (1 - hp.decay_fraction))
+        phases = [warm, sched.ConstantLR(opt, factor=1.0, total_iters=0),
+                  sched.LinearLR(opt, start_factor=1.0, end_factor=hp.lr_floor, total_iters=span - stable)]
+        milestones = [hp.warmup_steps, hp.warmup_steps + stable]
+    else:
+        phases = [warm, sched.CosineAnnealingLR(opt, T_max=span, eta_min=hp.lr_floor * hp.lr) if kind == "cosine"
+                  else sched.LinearLR(opt, start_factor=1.0, end_factor=hp.lr_floor, total_iters=span)]
+        milestones = [hp.warmup_steps]
+    torch_lr = sched.SequentialLR(opt, phases, milestones=milestones)
     for step in range(hp.decay_steps + 1):
         assert opt.param_groups[0]["lr"] == pytest.approx(hp.lr_at(step)), f"step {step}"
         opt.step()
@@ -117,9 +126,10 @@ def test_the_plan_gives_the_schedule_the_trials_budget() -> None:
 
 
 @pytest.mark.parametrize(("hparams", "message"), [
-    ({"schedule": "cosin"}, "digits mlp hyperparameter schedule must be 'cosine', 'linear' or 'constant', "
+    ({"schedule": "cosin"}, "digits mlp hyperparameter schedule must be 'cosine', 'linear', 'wsd' or 'constant', "
                             "got 'cosin'"),
     ({"lr_floor": 1.5}, "digits mlp hyperparameter lr_floor must be a fraction of lr in [0, 1], got 1.5"),
+    ({"decay_fraction": 0.0}, "digits mlp hyperparameter decay_fraction must be in (0, 1], got 0.0"),
     ({"warmup_steps": -1}, "digits mlp hyperparameters warmup_steps and decay_steps must be >= 0, got -1 and 300"),
 ])
 def test_a_bad_schedule_is_refused_at_plan_time_naming_the_field(hparams: dict, message: str) -> None:
