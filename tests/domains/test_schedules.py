@@ -55,7 +55,7 @@ def test_lr_at_is_torch_warm_up_then_decay(kind: str) -> None:
     warm = sched.LinearLR(opt, start_factor=1 / hp.warmup_steps, end_factor=1.0, total_iters=hp.warmup_steps - 1)
     span = hp.decay_steps - hp.warmup_steps
     if kind == "wsd":
-        stable = round(span * (1 - hp.decay_fraction))
+        stable = round(span * (1 - hp.wsd_decay_fraction))
         phases = [warm, sched.ConstantLR(opt, factor=1.0, total_iters=0),
                   sched.LinearLR(opt, start_factor=1.0, end_factor=hp.lr_floor, total_iters=span - stable)]
         milestones = [hp.warmup_steps, hp.warmup_steps + stable]
@@ -129,7 +129,6 @@ def test_the_plan_gives_the_schedule_the_trials_budget() -> None:
     ({"schedule": "cosin"}, "digits mlp hyperparameter schedule must be 'cosine', 'linear', 'wsd' or 'constant', "
                             "got 'cosin'"),
     ({"lr_floor": 1.5}, "digits mlp hyperparameter lr_floor must be a fraction of lr in [0, 1], got 1.5"),
-    ({"decay_fraction": 0.0}, "digits mlp hyperparameter decay_fraction must be in (0, 1], got 0.0"),
     ({"warmup_steps": -1}, "digits mlp hyperparameters warmup_steps and decay_steps must be >= 0, got -1 and 300"),
 ])
 def test_a_bad_schedule_is_refused_at_plan_time_naming_the_field(hparams: dict, message: str) -> None:
