@@ -188,7 +188,7 @@ def compare_lines(a: Line, b: Line, *, domain: str = "", metric: str = "", level
         test = (f"likelihood ratio of one shared slope against two (F test, pooled log-residual scale; train "
                 f"sizes differ), Student-t ({dof} dof)")
     p_value = float(2 * stats.t.sf(abs(slope / se), dof)) if dof > 0 and se > 0 else None
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a draw far beyond: an infinite multiplier
         mult_draws = np.where(beta_b_draws < 0, np.exp(-diff_at_ref / beta_b_draws), np.inf)
     mult = math.exp((log_ref - math.log(b.alpha)) / b.beta - x_ref) if b.beta < 0 else math.inf
     out = Comparison(domain, metric, a.family, b.family, a.storage, b.storage, a.beta, b.beta, slope, delta_ci,

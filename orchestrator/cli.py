@@ -89,7 +89,14 @@ def _print_fits(storage: str, as_json: bool, n_boot: int, domain: str | None = N
               file=sys.stderr)
         return 1
     fits = fit_store(table, metric=metric, form=form, n_boot=n_boot, history=ResultsStore(storage).read_history)
-    print(json.dumps(to_json(fits), indent=2) if as_json else format_table(fits))
+    if as_json:
+        print(json.dumps(to_json(fits), indent=2))
+        return 0
+    from fitting.compare import summary_lines
+
+    # the joint surface and, for two-family domains, the comparison: a few seconds, from the same rows
+    extra = summary_lines(table) if metric is None else []  # the surface fits each family's primary metric
+    print("\n".join([format_table(fits), *(["", *extra] if extra else [])]))
     return 0
 
 

@@ -33,6 +33,8 @@ def test_fit_prints_table_and_json_with_reference_exponents(tmp_path: Path) -> N
     header, _, row = table.stdout.splitlines()[:3]
     assert "β_g [95% CI]" in header and "paper β_g" in header and "β_p" in header
     assert row.split()[:3] == ["lm", "word", "val_loss"] and "-0.066" in row  # the paper's word-LM exponent
+    surface = table.stdout.split("surface (joint fit of every shard × model size cell):\n")[1].splitlines()[0]
+    assert surface.startswith("  lm/word: β_p ") and "compute-optimal N_opt ∝ C^" in surface
 
     out = cli("fit", str(tmp_path), "--json", "--bootstrap", "100", "--form", "power", "--domain", "lm")
     assert out.returncode == 0, out.stderr
