@@ -19,14 +19,19 @@ uncertainty of that: it averages (Akaike weights) over the plausible cuts (fitti
 
     python benchmarks/coverage.py [--replicates 400] [--jobs 2] [--quick] [--no-old] [--form auto] [--match power]
 
-Measured before this averaging (400 replicates a regime, 570 s on 2 idle cores): β_g 92.8–96.8 % in the 14
-regimes without a plateau (old method 65.5–100 %), β_p 93.2–97.2 % in all 16 (old 81.2–100 %, 2–20× wider);
-plateau regimes β_g 78.5 % (power+plateau, 1 seed, 5 % noise; median width 0.047 at the right cut) and
-91.2 % (floor+plateau), β_p 92.2 % (floor+plateau). With the averaging (--match plateau, 400 replicates):
-power+plateau β_g 92.8 % (width 0.058) and 92.5 % (0.052), floor+plateau see the commit log; 200 replicates
-of all 16 regimes (before floors were restricted to fits with a cut): 25 of 32 cells in 93–97 %, misses
-92.0–92.5 % and 97.5–98.5 %. A 95 % coverage measured on 400 replicates has a Monte Carlo s.d. of 1.1 %: even
-exact intervals put about 2 of 32 cells outside 93–97 %. With --form auto the pure power law's β_g covers
+Measured before the plateau averaging (400 replicates a regime): β_g 92.8–96.8 % in the 14 regimes without a
+plateau (old method 65.5–100 %), β_p 93.2–97.2 % in all 16 (old 81.2–100 %, 2–20× wider); plateau regimes
+β_g 78.5 % (power+plateau, 1 seed, 5 % noise) and 91.2 % (floor+plateau), β_p 92.2 % (floor+plateau).
+With it (``--replicates 400``, 202 s on 2 idle cores): β_g 92.0–96.8 % in all 16 regimes, β_p 92.2–97.2 %;
+27 of 32 cells in 93–97 %, the 5 outside within 2.7 Monte Carlo s.d. of 95 % (power n=8 3x1: 92.8 %;
+power+plateau 1 seed 5 %: 92.0 %, width 0.052; floor+plateau: β_g 92.5 %, width 0.274, β_p 92.2 %; floor
+n=11 8x1: β_p 97.2 %). A 95 % coverage measured on 400 replicates has a Monte Carlo s.d. of 1.1 %: even exact
+intervals put about 2 of 32 cells outside 93–97 %. Plateau regimes scored on their own (``--match plateau``,
+other seeds): 92.8 %, 92.5 %, 94.2 %. ``--replicates 1000 --no-old`` (950 s; s.d. 0.7 %): 28 of 32 cells in
+93–97 %; outside: power n=6 3x1 1 seed 5 % (β_g 91.9 %, β_p 92.5 %), power n=8 3x1 (β_g 92.9 %) and
+power+plateau 1 seed 5 % (β_g 90.9 %: a plateau shard within 1.5 s.d. of the law is indistinguishable from
+it and still tilts the slope; the remaining known shortfall).
+With --form auto the pure power law's β_g covers
 96–98 % with 3× wider intervals (a spurious floor is chosen in some draws), floors 94.5–96 % (200 replicates).
 """
 
