@@ -174,8 +174,8 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
             excluded=(m[:lc.n_excluded], eps[:lc.n_excluded]))
         out.notes += notes
         if lc.n_excluded:
-            out.notes.append("intervals assume the plateau cut is right (on synthetic sweeps a cut one shard off "
-                             "left the β_g interval covering 52–86 %); check the excluded sizes")
+            out.notes.append("small-data shards were cut as a plateau: the intervals average over every "
+                             "plausible cut (AIC weights); check the excluded sizes")
         out.n_boot, out.level = n_boot, level
         if bare.law is not None:
             out.intervals["beta_p_non_embedding"] = beta_p_interval(bare.law, level)

@@ -64,7 +64,8 @@ class CurvesEngine:
                  metrics: ServiceMetrics | None = None) -> None:
         self.metrics = metrics or ServiceMetrics()
         self.index = StoreIndex(results_uri, list_ttl=list_ttl, on_refresh=self.metrics.observe_refresh)
-        self.fits = FitCache(n_boot=n_boot, on_fit=lambda d, s: self.metrics.fit_seconds.labels(d).observe(s))
+        self.fits = FitCache(n_boot=n_boot, on_fit=lambda d, s: self.metrics.fit_seconds.labels(d).observe(s),
+                             history=self.index.store.read_history)
         self._responses: dict[Hashable, tuple[Hashable, Cached]] = {}
         self._salt = uuid.uuid4().hex  # versions restart with the process; ETags must not repeat across runs
         self._guard = threading.Lock()

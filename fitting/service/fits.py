@@ -17,6 +17,7 @@ import pandas as pd
 
 from fitting.aggregate import usable_trials
 from fitting.curves import CurveFit, Interval, fit_family
+from fitting.diagnostics import HistoryReader
 from fitting.laws import MIN_POINTS
 from fitting.service.cache import GroupRows
 
@@ -81,9 +82,10 @@ class FitCache:
     """Memoized :class:`FamilyFit` per (domain, family, metric, form), replaced when the rows' version moves."""
 
     def __init__(self, n_boot: int = 500, seed: int = 0,
-                 on_fit: Callable[[str, float], None] | None = None) -> None:
+                 on_fit: Callable[[str, float], None] | None = None, history: HistoryReader | None = None) -> None:
         self.n_boot = n_boot
         self.seed = seed
+        self.history = history  # judges convergence of trials stored before the converged column
         self._on_fit = on_fit
         self._fits: dict[FitKey, FamilyFit] = {}
         self._locks: dict[FitKey, threading.Lock] = {}
@@ -113,7 +115,8 @@ class FitCache:
         domain, _, metric, form = key
         t0 = time.perf_counter()
         try:
-            curve = fit_family(rows.frame, metric=metric, form=form, n_boot=self.n_boot, seed=self.seed)
+            curve = fit_family(rows.frame, metric=metric, form=form, n_boot=self.n_boot, seed=self.seed,
+                               history=self.history)
         except ValueError as exc:  # e.g. only errored trials, which carry no metric name
             curve = CurveFit(domain, key[1], metric or "", None, None, reason=str(exc))
         check, reason = extrapolation_check(rows.frame, curve, form, self.n_boot, self.seed)
