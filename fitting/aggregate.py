@@ -121,6 +121,18 @@ def load_rows(source: pa.Table | pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def one_family(source: pa.Table | pd.DataFrame, what: str, hint: str = "") -> tuple[pd.DataFrame, str, str]:
+    """(rows, domain, family) of rows that must hold one (domain, family) at most: ``what`` names the caller in the
+    error when they hold more, ``hint`` ends it. Empty strings when the rows have no such column."""
+    rows = load_rows(source) if isinstance(source, pa.Table) else source
+    domains = rows["domain"].dropna().unique() if "domain" in rows.columns else []
+    families = rows["family"].dropna().unique() if "family" in rows.columns else []
+    if len(domains) > 1 or len(families) > 1:
+        raise ValueError(f"{what} takes one (domain, family); got domains {list(domains)}, "
+                         f"families {list(families)}{hint}")
+    return rows, str(domains[0]) if len(domains) else "", str(families[0]) if len(families) else ""
+
+
 def primary_metric(df: pd.DataFrame) -> str:
     """The rows' primary metric name (the most common one when rows disagree)."""
     if "metric" not in df.columns or df["metric"].dropna().empty:

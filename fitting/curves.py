@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fitting.aggregate import ShardPoint, TrialSet, best_per_shard, load_rows, usable_trials
+from fitting.aggregate import ShardPoint, TrialSet, best_per_shard, load_rows, one_family, usable_trials
 from fitting.backtest import Backtest, run_backtests
 from fitting.best_size import beta_p_interval, fit_size
 from fitting.diagnostics import FamilyDiagnostics, HistoryReader, diagnose
@@ -118,14 +118,7 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
     Fewer than 3 usable shards give ``fit=None`` with a ``reason``. ``history`` (e.g.
     ``ResultsStore.read_history``) lets the diagnostics judge convergence of trials stored without it.
     """
-    rows = load_rows(df_rows) if isinstance(df_rows, pa.Table) else df_rows
-    domains = rows["domain"].dropna().unique() if "domain" in rows.columns else []
-    families = rows["family"].dropna().unique() if "family" in rows.columns else []
-    if len(domains) > 1 or len(families) > 1:
-        raise ValueError(f"fit_family takes one (domain, family); got domains {list(domains)}, "
-                         f"families {list(families)} (use fit_store)")
-    domain = str(domains[0]) if len(domains) else ""
-    family = str(families[0]) if len(families) else ""
+    rows, domain, family = one_family(df_rows, "fit_family", " (use fit_store)")
     if rows.empty:
         return CurveFit(domain, family, metric or "", None, None, reason="no trial rows")
     trials: TrialSet = usable_trials(rows, metric)

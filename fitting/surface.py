@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 from scipy import optimize
 
-from fitting.aggregate import load_rows, usable_trials
+from fitting.aggregate import one_family, usable_trials
 from fitting.intervals import quantile_interval
 from fitting.laws import F_SCALE, jsonable
 
@@ -384,14 +384,7 @@ def supports(form: str, fit: SurfaceFit) -> bool:
 
 def _fit_surface(rows: pd.DataFrame | pa.Table, metric: str | None, form: str, n_boot: int, seed: int,
                  level: float) -> SurfaceFit:
-    rows = load_rows(rows) if isinstance(rows, pa.Table) else rows
-    domains = rows["domain"].dropna().unique() if "domain" in rows.columns else []
-    families = rows["family"].dropna().unique() if "family" in rows.columns else []
-    if len(domains) > 1 or len(families) > 1:
-        raise ValueError(f"fit_surface takes one (domain, family); got domains {list(domains)}, "
-                         f"families {list(families)}")
-    domain = str(domains[0]) if len(domains) else ""
-    family = str(families[0]) if len(families) else ""
+    rows, domain, family = one_family(rows, "fit_surface")
     unit = rows["size_unit"].dropna().astype(str).mode() if "size_unit" in rows.columns else pd.Series([])
     out = SurfaceFit(domain, family, metric or "", str(unit.iloc[0]) if len(unit) else None, False)
     if rows.empty:
