@@ -157,6 +157,9 @@ class Backtest(BaseModel):
     inside: bool = Field(description="the measurement fell inside the prediction interval")
     rmse_log: float | None = Field(description="RMSE of log error over every held-out shard")
     n_inside: int = Field(description="held-out shards inside their prediction intervals")
+    power_beta: float | None = Field(None, description="the plain power-law slope (log-log least squares) of the "
+                                                        "shards the reduced fit used: how the exponent moves as the "
+                                                        "largest shards are held out")
 
 
 class FamilyCurve(BaseModel):

@@ -92,7 +92,7 @@ def _backtest(bt: LibBacktest) -> m.Backtest:
     return m.Backtest(held_out=bt.held_out, n_fit=bt.n_fit, size_ratio=bt.size_ratio, size=bt.size,
                       measured=bt.measured, predicted=bt.predicted, interval=interval(bt.interval), level=bt.level,
                       log_error=finite(bt.log_error), inside=bt.inside, rmse_log=finite(bt.rmse_log),
-                      n_inside=bt.n_inside)
+                      n_inside=bt.n_inside, power_beta=finite(bt.power_beta))
 
 
 def family_curve(ff: FamilyFit, statuses: Counter[str]) -> m.FamilyCurve:
