@@ -31,7 +31,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec = _select_domains(load_spec(args.spec), args.domains)
     domains = resolve_domains(spec)
-    print(format_plan(plan_trials(spec, domains), domains))
+    trials = plan_trials(spec, domains)
+    if spec.strategy.kind == "adaptive":
+        print(spec.strategy.describe(len(trials)))
+    print(format_plan(trials, domains))
     return 0
 
 

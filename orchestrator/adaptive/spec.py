@@ -68,6 +68,15 @@ class AdaptiveStrategy(_Strict):
     form: Literal["auto", "power", "floor"] = "auto"  # the learning-curve form whose interval is the target
     n_boot: int = Field(200, ge=50)  # interval draws per refit
 
+    def describe(self, candidates: int) -> str:
+        """What ``scaling-sweep plan`` says above the trial table: it lists the pool, not what will run."""
+        target = f"β_g's 95 % half-width <= {self.target.beta_g_halfwidth:g}"
+        if self.target.beta_p_halfwidth is not None:
+            target += f" and β_p's <= {self.target.beta_p_halfwidth:g}"
+        return (f"strategy adaptive: the {candidates} trials below are the candidate pool; the sweep runs those its "
+                f"policy picks, one at a time, until {target} for every family or {self.budget.amount:g} "
+                f"{self.budget.unit} are spent")
+
 
 class GridStrategy(_Strict):
     """Every planned trial (the default)."""

@@ -24,6 +24,9 @@ def test_grid_is_the_default_and_adaptive_parses() -> None:
     assert isinstance(s, AdaptiveStrategy)
     assert (s.budget.unit, s.budget.amount, s.target.beta_p_halfwidth, s.extra_widths) == ("gpu_hours", 12.0,
                                                                                            0.1, [512])
+    assert s.describe(96) == ("strategy adaptive: the 96 trials below are the candidate pool; the sweep runs those its "
+                              "policy picks, one at a time, until β_g's 95 % half-width <= 0.02 and β_p's <= 0.1 for "
+                              "every family or 12 gpu_hours are spent")
 
 
 @pytest.mark.parametrize(("strategy", "message"), [
