@@ -25,6 +25,7 @@ from ray.util.metrics import Gauge
 
 from domains.base import Task, TrainStats, TrialSetup
 from domains.registry import get_domain
+from fitting.diagnostics import CONVERGED_RTOL, still_improving
 from orchestrator.contract import NOT_FINITE_OBJECTIVE, TrialPlan, TrialReport
 from orchestrator.dashboard_metrics import samples_per_second_gauge
 
@@ -52,33 +53,22 @@ def _improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - abs(best) * min_delta if math.isfinite(best) else math.isfinite(value)
 
 
-CONVERGED_RTOL = 0.01  # "still improving" threshold (relative) when patience sets no min_delta
-CONVERGED_TAIL = 0.25  # the last quarter of the trial's steps
-
-
 def trial_converged(stop_reason: str, steps: Sequence[int], values: Sequence[float],
                     min_delta: float = 0.0) -> bool | None:
     """Whether a trial that stopped itself for ``stop_reason`` had reached its minimum (issue 13's ``converged``).
 
     True when patience stopped it. A trial that ran to ``max_steps`` is still improving (False) when the
     best-so-far of ``values`` (the watched metric at each evaluation, at ``steps``; lower is better) fell by more
-    than ``min_delta`` relative (``CONVERGED_RTOL`` when 0) over the last quarter of its steps, from the last
-    evaluation at or before that quarter began (so at least the last 2 evaluations), and plateaued (True)
-    otherwise. None for a diverged trial or one with fewer than 2 evaluations. Why: a shard's best configuration
-    still improving at its budget cap overstates that shard's error."""
+    than ``min_delta`` relative (``CONVERGED_RTOL`` when 0) over the last quarter of its steps: the rule the fit
+    applies to stored histories (``fitting.diagnostics.still_improving``), so the two never disagree. None for a
+    diverged trial or one with fewer than 2 evaluations. Why: a shard's best configuration still improving at its
+    budget cap overstates that shard's error."""
     if stop_reason == "patience":
         return True
-    if stop_reason != "max_steps" or len(values) < 2:
+    if stop_reason != "max_steps":
         return None
-    start = steps[-1] - CONVERGED_TAIL * (steps[-1] - steps[0])
-    ref = max(i for i, s in enumerate(steps) if s <= start)
-    best = [v if math.isfinite(v) else math.inf for v in values]
-    before, end = min(best[:ref + 1]), min(best)
-    if not math.isfinite(end):
-        return None
-    if not math.isfinite(before):
-        return False  # its first finite value came within the last quarter: still on its way down
-    return not end < before - abs(before) * (min_delta or CONVERGED_RTOL)
+    improving = still_improving(steps, values, rtol=min_delta or CONVERGED_RTOL)
+    return None if improving is None else not improving
 
 
 def _finite(value: float | None) -> float | None:
