@@ -43,6 +43,17 @@ class QueryError(ValueError):
         self.param, self.value, self.allowed = param, value, allowed
 
 
+def check_one_positive(values: dict[str, float | None], message: str) -> None:
+    """Exactly one of ``values`` given (else ``message``, naming them all), and that one positive and finite: the
+    query pairs of /predict and /optimal, where either one of two quantities asks the question."""
+    names = list(values)
+    if sum(v is not None for v in values.values()) != 1:
+        raise QueryError(names[0], None, message, names)
+    for name, value in values.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise QueryError(name, value, f"{name} must be a positive finite number")
+
+
 @dataclass(frozen=True)
 class Cached:
     """A serialized answer (JSON or image bytes) and the ETag clients revalidate it with."""
@@ -203,12 +214,8 @@ class CurvesEngine:
     def predict(self, domain: str, *, target_error: float | None = None, train_size: float | None = None,
                 metric: str | None = None, family: str | None = None, form: str = "auto") -> m.Predictions:
         """GET /curves/{domain}/predict: not cached (cheap once the fits are)."""
-        if (target_error is None) == (train_size is None):
-            raise QueryError("target_error", None, "give exactly one of target_error (> 0) or train_size (> 0)",
-                             ["target_error", "train_size"])
-        for name, value in (("target_error", target_error), ("train_size", train_size)):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise QueryError(name, value, f"{name} must be a positive finite number")
+        check_one_positive({"target_error": target_error, "train_size": train_size},
+                           "give exactly one of target_error (> 0) or train_size (> 0)")
         self.index.refresh()
         _, selected = self.select(domain, family, metric, form)
         fits = self.family_fits(domain, selected, metric, form)

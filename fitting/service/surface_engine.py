@@ -6,7 +6,6 @@ however many requests wait for it); responses are cached as bytes under the vers
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from fitting.optimal import frontier, optimal_point
 from fitting.service import surface_models as sm
 from fitting.service import surface_plots
 from fitting.service.cache import GroupRows
-from fitting.service.engine import Cached, CurvesEngine, QueryError
+from fitting.service.engine import Cached, CurvesEngine, QueryError, check_one_positive
 from fitting.service.views import finite, interval
 from fitting.surface import SurfaceFit, fit_surface
 
@@ -122,12 +121,8 @@ class SurfaceQueries:
 
     def optimal(self, domain: str, *, compute: float | None = None, target_error: float | None = None,
                 metric: str | None = None, family: str | None = None, form: str = "auto") -> sm.DomainOptimal:
-        if (compute is None) == (target_error is None):
-            raise QueryError("compute", None, "give exactly one of compute (FLOPs > 0) or target_error (> 0)",
-                             ["compute", "target_error"])
-        for name, value in (("compute", compute), ("target_error", target_error)):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise QueryError(name, value, f"{name} must be a positive finite number")
+        check_one_positive({"compute": compute, "target_error": target_error},
+                           "give exactly one of compute (FLOPs > 0) or target_error (> 0)")
         fits, _ = self._surfaces(domain, family, metric, form)
         out = []
         for fit in fits:
