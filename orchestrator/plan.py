@@ -137,6 +137,7 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain],
     the real shard; without it, of the spec's ``planning.train_examples`` (placeholders when unstated). Trial
     keys never depend on the data."""
     trials: list[TrialPlan] = []
+    graces: list[int] = []  # each trial's own ASHA grace period in steps (its shard's), for _group_rungs
     problems: dict[str, None] = {}  # ordered set: one line per distinct problem
     for name, rd in domains.items():
         dspec, plugin = rd.spec, rd.plugin
@@ -180,17 +181,18 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain],
                                 seed=seed, metric=metric, primary_metric=info.metric,
                                 size_unit=plugin.unit_for(family), stopping=stopping, threads=threads,
                                 resources=resources, workers=workers, train_size=train_size))
+                            graces.append(budget.grace)
     if problems:
         raise SpecError(f"invalid sweep spec {spec.name!r}:\n" + "\n".join(problems))
-    return _group_rungs(trials, domains, prepared)
+    return _group_rungs(trials, graces, domains)
 
 
 def _key_length(length: int | Budget) -> int | str:
     return length if isinstance(length, int) else length.model_dump_json(exclude_none=True)
 
 
-def _group_rungs(trials: list[TrialPlan], domains: Mapping[str, ResolvedDomain],
-                 prepared: Mapping[str, Any] | None) -> list[TrialPlan]:
+def _group_rungs(trials: list[TrialPlan], graces: list[int],
+                 domains: Mapping[str, ResolvedDomain]) -> list[TrialPlan]:
     """Trials whose lengths depend on the shard carry their ASHA group's grace period and max_t in steps: the
     smallest grace and the longest budget of the group, so every trial of a group is judged at the same rungs."""
     by_shard = {name for name, rd in domains.items() if _by_shard(rd)}
@@ -203,13 +205,8 @@ def _group_rungs(trials: list[TrialPlan], domains: Mapping[str, ResolvedDomain],
             groups.setdefault((t.domain, *group_key(t, group_by)), []).append(i)
     out = list(trials)
     for members in groups.values():
-        first = trials[members[0]]
-        rd = domains[first.domain]
-        data = prepared.get(first.domain) if prepared is not None else None
-        graces = [shard_budget(rd.spec, rd.plugin, trials[i].family, trials[i].fraction, trials[i].hparams, data).grace
-                  for i in members]
         max_t = max(trials[i].stopping.max_steps for i in members)
-        grace = max(1, min(min(graces), max_t))
+        grace = max(1, min(min(graces[i] for i in members), max_t))
         for i in members:
             out[i] = replace(trials[i], stopping=replace(trials[i].stopping, asha_grace=grace, asha_max_t=max_t))
     return out
