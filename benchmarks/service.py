@@ -192,7 +192,7 @@ def naive_request(root: str, domain: str, n_boot: int) -> float:
     fits = []
     for _, sub in rows.groupby("family"):
         fit = fit_family(sub, n_boot=n_boot)
-        extrapolation_check(sub, fit, "auto", n_boot)
+        extrapolation_check(fit)
         fits.append(fit)
     json.dumps(to_json(fits))
     return time.perf_counter() - t0

@@ -52,14 +52,12 @@ class FamilyFit:
     seconds: float  # time the fit and its check took
 
 
-def extrapolation_check(frame: pd.DataFrame, fit: CurveFit, form: str = "auto", n_boot: int = 0,
-                        seed: int = 0) -> tuple[ExtrapolationCheck | None, str]:
+def extrapolation_check(fit: CurveFit) -> tuple[ExtrapolationCheck | None, str]:
     """The fit's backtest with the largest shard held out (:mod:`fitting.backtest`), as the service reports it.
 
     Why reuse: ``fit_family`` already refits without the largest 1–3 shards (sharing its prefix fits), so a
-    second refit here would double the work and could disagree with the ``backtest`` shown beside it.
-    ``frame``, ``form``, ``n_boot`` and ``seed`` are kept for callers and unused. Needs one shard more than a
-    fit does (``MIN_POINTS`` + 1). Returns (check, "") or (None, reason).
+    second refit here would double the work and could disagree with the ``backtest`` shown beside it. Needs one
+    shard more than a fit does (``MIN_POINTS`` + 1). Returns (check, "") or (None, reason).
     """
     if fit.fit is None:
         return None, f"no fit: {fit.reason}"
@@ -119,7 +117,7 @@ class FitCache:
                                history=self.history)
         except ValueError as exc:  # e.g. only errored trials, which carry no metric name
             curve = CurveFit(domain, key[1], metric or "", None, None, reason=str(exc))
-        check, reason = extrapolation_check(rows.frame, curve, form, self.n_boot, self.seed)
+        check, reason = extrapolation_check(curve)
         trials = usable_trials(rows.frame, curve.metric).frame[["train_size", "value"]] if curve.metric \
             else pd.DataFrame({"train_size": np.array([]), "value": np.array([])})
         seconds = time.perf_counter() - t0

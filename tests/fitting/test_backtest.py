@@ -42,12 +42,12 @@ def test_service_check_is_the_first_backtest_not_a_second_refit() -> None:
 
     rows = sweep(power, seed=4)
     fit = fit_family(rows, n_boot=0)
-    check, reason = extrapolation_check(rows, fit)
+    check, reason = extrapolation_check(fit)
     bt = fit.backtest[0]
     assert reason == "" and check is not None
     assert (check.held_out_size, check.predicted, check.interval, check.within_interval, check.n_points) == (
         bt.size, bt.predicted, bt.interval, bt.inside, bt.n_fit)
     assert check.beta_g == pytest.approx(-0.3, abs=0.03) and check.form == "averaged"
     few = fit_family(sweep(power, SIZES[:3]), n_boot=0)
-    assert few.ok and extrapolation_check(rows, few) == (None, "3 usable shard(s): the check needs 4 "
+    assert few.ok and extrapolation_check(few) == (None, "3 usable shard(s): the check needs 4 "
                                                                "(3 to fit, the largest to predict)")
