@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fitting.optimal import frontier
 from fitting.surface import fit_surface
-from tests.fitting.surface_synthetic import Truth, surface_sweep
+from tests.fitting.surface_synthetic import Truth, beta_p_bound, surface_sweep
 from tests.fitting.synthetic import BETA_P, PENALTY_PER_OCTAVE2, Regime, sweep_batch
 
 TOL = 0.05
@@ -63,6 +64,7 @@ class Case:
     shard_noise: float = 0.0
     seeds: int = 1
     misspecified: bool = False
+    widths: int = 5
 
 
 CASES = [
@@ -70,6 +72,7 @@ CASES = [
     Case("2% trial + 2% shard noise", 0.02, 0.02),
     Case("3% noise, 2 seeds", 0.03, 0.0, 2),
     Case("project sweeps (penalty form), 3%", misspecified=True),
+    Case("3% noise, 7 widths", widths=7),
 ]
 
 
@@ -100,7 +103,8 @@ def run_case(args: tuple[Case, int, int, int]) -> list[dict[str, float]]:
         if batch is not None:
             rows = batch.rows(i)
         else:
-            rows = surface_sweep(truth, rng, noise=case.noise, shard_noise=case.shard_noise, seeds=case.seeds)
+            rows = surface_sweep(truth, rng, noise=case.noise, shard_noise=case.shard_noise, seeds=case.seeds,
+                                 widths=case.widths)
         t0 = time.perf_counter()
         fit = fit_surface(rows, n_boot=n_boot, seed=seed + i)
         row = {"seconds": time.perf_counter() - t0, "interaction": float(fit.form == "interaction"),
@@ -126,6 +130,16 @@ def run_case(args: tuple[Case, int, int, int]) -> list[dict[str, float]]:
     return out
 
 
+def _bound(case: Case) -> str:
+    """The Cramér–Rao s.d. of β_p for a case's design (mean over grid phases) and the share of replicates an
+    unbiased normal estimator at that s.d. puts within ±TOL; "–" for the misspecified sweeps."""
+    if case.misspecified:
+        return f"{'–':>7} {'–':>10}"
+    sd = beta_p_bound(Truth(), widths=case.widths, seeds=case.seeds, noise=case.noise, shard_noise=case.shard_noise)
+    share = np.mean([math.erf(TOL / (s * math.sqrt(2))) for s in sd])
+    return f"{np.mean(sd):>7.3f} {share:>10.1%}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicates", type=int, default=200)
@@ -141,16 +155,18 @@ def main() -> None:
               for k, case in enumerate(cases) for j in range(args.jobs)]
     with Pool(args.jobs) as pool:
         parts = pool.map(run_case, chunks)
-    print(f"{reps} replicates per case, 11 shards × 5 model sizes, {args.n_boot} bootstrap draws "
+    print(f"{reps} replicates per case, 11 shards, {args.n_boot} bootstrap draws "
           f"({time.time() - t0:.0f} s, {args.jobs} processes)")
-    print(f"{'case':<34} {'interaction':>11} {'β_p ±0.05':>10} {'β_p med':>8} {'CI cover':>9} {'CI width':>9} "
+    print(f"{'case':<34} {'interaction':>11} {'β_p ±0.05':>10} {'β_p med':>8} {'β_p sd':>7} {'CRB sd':>7} "
+          f"{'CRB ±0.05':>10} {'CI cover':>9} {'CI width':>9} "
           f"{'C-exp ±0.05':>12} {'C-exp med (true)':>17} {'CI cover':>9} {'CI width':>9} {'s/fit':>6}")
     for k, case in enumerate(cases):
         rows = [r for part in parts[k * args.jobs:(k + 1) * args.jobs] for r in part]
         col = {key: np.array([r.get(key, np.nan) for r in rows], float) for key in rows[0]}
         within = np.abs(col["beta_p"] - col["beta_p_true"]) <= TOL
         line = (f"{case.name:<34} {np.mean(col['interaction']):>11.1%} {np.mean(within):>10.1%} "
-                f"{np.nanmedian(col['beta_p']):>8.3f} {np.mean(col['beta_p_cover']):>9.1%} "
+                f"{np.nanmedian(col['beta_p']):>8.3f} {np.nanstd(col['beta_p'] - col['beta_p_true']):>7.3f} "
+                f"{_bound(case)} {np.mean(col['beta_p_cover']):>9.1%} "
                 f"{np.nanmedian(col['beta_p_width']):>9.3f}")
         if "c_exp" in col:
             c_within = np.abs(col["c_exp"] - col["c_exp_true"]) <= TOL

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fitting.surface import log_model
+
 
 @dataclass(frozen=True)
 class Truth:
@@ -48,6 +50,17 @@ class Truth:
                          self.b, math.log(self.C * n0**self.c * d0**-self.d), self.c, self.d])
 
 
+def design(truth: Truth, phase: float, *, shards: int = 11, widths: int = 5,
+           first_size: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+    """(train sizes, model sizes) of a sweep: shards of ``first_size``·2^k samples; a fixed grid of ``widths``
+    model sizes spaced to cover N_opt over the shards, shifted by ``phase`` (in grid steps, −0.5 to 0.5)."""
+    sizes = first_size * 2.0 ** np.arange(shards)
+    ideal = np.log2(truth.n_opt(sizes))
+    step = max(1.0, (ideal[-1] - ideal[0]) / max(widths - 1, 1))
+    grid = 0.5 * (ideal[0] + ideal[-1]) + step * (np.arange(widths) - (widths - 1) / 2)
+    return sizes, np.round(2.0 ** (grid + phase * step))
+
+
 def surface_sweep(truth: Truth, rng: np.random.Generator, *, shards: int = 11, widths: int = 5, seeds: int = 1,
                   noise: float = 0.03, shard_noise: float = 0.0, domain: str = "lm", family: str = "word",
                   flops_per_param_sample: float | None = None, shard_shocks: np.ndarray | None = None,
@@ -57,12 +70,7 @@ def surface_sweep(truth: Truth, rng: np.random.Generator, *, shards: int = 11, w
     ``shard_shocks``: the shard-level log noise to use (shared by two families on the same shards), else drawn.
     ``flops_per_param_sample``: writes ``train_flops`` = k·N·D per trial.
     """
-    sizes = first_size * 2.0 ** np.arange(shards)
-    ideal = np.log2(truth.n_opt(sizes))
-    step = max(1.0, (ideal[-1] - ideal[0]) / max(widths - 1, 1))
-    grid = 0.5 * (ideal[0] + ideal[-1]) + step * (np.arange(widths) - (widths - 1) / 2)
-    grid = grid + rng.uniform(-0.5, 0.5) * step
-    params = np.round(2.0**grid)
+    sizes, params = design(truth, rng.uniform(-0.5, 0.5), shards=shards, widths=widths, first_size=first_size)
     shocks = rng.normal(0.0, shard_noise, shards) if shard_shocks is None else shard_shocks
     rows: list[dict[str, Any]] = []
     for i, m in enumerate(sizes):
@@ -79,3 +87,31 @@ def surface_sweep(truth: Truth, rng: np.random.Generator, *, shards: int = 11, w
                     row["train_flops"] = flops_per_param_sample * n * m
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def beta_p_bound(truth: Truth, *, shards: int = 11, widths: int = 5, seeds: int = 1, noise: float = 0.03,
+                 shard_noise: float = 0.0, phases: int = 21) -> np.ndarray:
+    """Cramér–Rao bound on the s.d. of β_p = d/(a + c) for sweeps of :func:`surface_sweep`'s design, one value
+    per grid phase (``phases`` evenly spaced in −0.5..0.5).
+
+    Why: it says whether a target precision is reachable at all by an unbiased estimator of this (correctly
+    specified) surface. Fisher information of Gaussian log values (trial noise ``noise``, a shard-level shock
+    ``shard_noise`` shared by a shard's trials), one cell per trial, at the true parameters in
+    :mod:`fitting.surface`'s normalized parameterization (Jacobian by central differences); the delta method
+    carries it to β_p.
+    """
+    out = []
+    for phase in np.linspace(-0.5, 0.5, phases):
+        sizes, params = design(truth, phase, shards=shards, widths=widths)
+        n, d = (np.repeat(g.ravel(), seeds) for g in np.meshgrid(params, sizes))
+        n0, d0 = math.exp(np.log(n).mean()), math.exp(np.log(d).mean())
+        theta, x, z = truth.theta(n0, d0), np.log(n / n0), np.log(d / d0)
+        h = 1e-6 * np.eye(theta.size)
+        jac = np.column_stack([(log_model(theta + e, x, z) - log_model(theta - e, x, z)) / 2e-6 for e in h])
+        cov_y = noise**2 * np.eye(n.size) + shard_noise**2 * (d[:, None] == d[None, :])
+        info = jac.T @ np.linalg.solve(cov_y, jac)
+        a, c, dd = theta[2], theta[6], theta[7]
+        grad = np.zeros(theta.size)
+        grad[7], grad[2], grad[6] = 1 / (a + c), -dd / (a + c) ** 2, -dd / (a + c) ** 2
+        out.append(math.sqrt(grad @ np.linalg.solve(info, grad)))
+    return np.array(out)
