@@ -18,13 +18,14 @@ pow2/pow3/pow4/mmf4 from 0.148 to 0.141 mean RMSLE on half A, the tail family to
 made it worse (0.145) and is left out. ``benchmarks/fit_extrapolation.py`` has the full table.
 
 Interval (log space): prediction ± q·σ(m), with
-σ(m)² = s_fit² + s_forms(m)² + (λ·d(m)·s_val / d_val)² + c₀²·[d > 0], d = ln(m / M) ≥ 0:
-s_fit the in-sample log RMSE, s_forms the weighted spread of the families at m, s_val the backtest log RMSE
-of the average and d_val the log distance of those backtests; c₀ is the least error of any extrapolation
-beyond the data. λ, c₀ and q were chosen once, on half A of the LCDB dev curves, as the narrowest model whose
-q (set on the held-out sizes ≤ 8× beyond the data) also calibrates the short extrapolations of backtests
-inside the training range (largest 1–3 points held out): the earlier model (κ = 0.05·d growth, no c₀) covered
-those only 81.7 %, as users' ``backtest`` intervals showed. Half B and the NMT curves check it.
+σ(m)² = k_fit·s_fit² + k_spread·s_forms(m)² + (d·(k_n / n + k_val·s_val / d_val))², d = ln(m / M) ≥ 0:
+s_fit the in-sample log RMSE, s_forms the weighted spread of the families at m, n the number of fitted points,
+s_val the backtest log RMSE of the average and d_val the log distance of those backtests. Why the k_n / n
+term: the earlier model (a least σ of 0.1 beyond the data, growth from s_val only) was calibrated on LCDB curves
+fitted on √2-spaced sizes; on curves with sizes that double, fitted on 4–9 points and read 2–8× beyond, it
+covered 83.6 % (half A) and 80 % of the NMT backtests. The weights k and the quantiles q were fitted once, on
+half A of the LCDB dev curves (``benchmarks/pi_calibration.py``: held-out sizes ≤ 8× beyond the data, backtests
+inside the fitted range, and such thinned curves, weighted alike); half B and the NMT curves check them.
 
 Fits on prefixes are shared: the backtests that weigh the families and the backtests users see
 (:mod:`fitting.backtest`) refit the same prefixes, so everything costs one fit per (family, prefix length).
@@ -48,19 +49,20 @@ MIN_SIZE = {"pow2": 2, "tail": 4, "pow3": 4, "pow4": 4, "mmf4": 4, "wbl4": 4}  #
 VAL_HOLDOUTS = (1, 2, 3)  # backtests inside the fitted range that weigh the families
 MIN_VAL_FIT = 4  # a family's weighing backtest needs this many points left to fit
 TAU = 0.1  # weight temperature, log units (0.03: 0.1501 on half A, 0.1: 0.1476, 0.2: 0.1472, no slope guard)
-KAPPA = 0.0  # interval growth per unit log distance, independent of the curve
-LAMBDA = 2.0  # interval growth per unit log distance, per unit of the curve's own backtest error per distance
-C0 = 0.1  # least σ of a prediction beyond the data (log units)
-# Quantiles of |log error| / σ on the held-out larger sizes of LCDB half A (826 curves, 5,204 points). Grid:
-# κ ∈ {0, .02, .05}, λ ∈ {0, .5, 1, 1.5, 2}, c₀ ∈ {0, .02, .04, .06, .08, .1}, a term μ·s_val ∈ {0, .5, 1, 1.5,
-# 2, 3}, a factor 1 + A/n for few points; kept: the narrowest whose 90 % q also covers 88.5–91.5 % of the
-# half-A backtests (4,872 points). Median 90 % width 0.300 (was 0.348); backtests 90.0 % (was 81.7 %).
-QUANTILES = {0.8: 0.498, 0.9: 0.791, 0.95: 1.177}
+# σ's weights (see module doc), fitted by benchmarks/pi_calibration.py on LCDB half A: maximum likelihood of a
+# Laplace scale model of the log errors of three populations weighted alike (held-out sizes ≤ 8× beyond fits on
+# sizes ≤ max/8: 5,204 points; the product's backtests inside those fit ranges: 4,872; curves thinned to sizes
+# that double, fitted on each prefix of ≥ 4 points and read 2×, 4×, 8× beyond it: 9,843). A constant growth per
+# unit distance and a least σ beyond the data (the previous model's c₀ = 0.1) both fitted to 0 and are left out.
+SIGMA_WEIGHTS = {"fit": 0.14, "spread": 0.31, "per_point": 0.26, "backtest": 0.51}
+# Quantiles of |log error| / σ over the same three populations (each weighted alike).
+QUANTILES = {0.8: 1.442, 0.9: 2.199, 0.95: 3.185}
 PI_LEVEL = 0.9
 METHOD = ("average of power law, power+floor, POW4, MMF4 and last-4-points power law fits, weighted by backtests "
           "inside the fitted range, slope- and level-guarded beyond it; interval from the residuals, the spread "
-          "of the families and the backtest errors, growing with log extrapolation distance, at least 0.1 in log "
-          "units beyond the data; calibrated on half of the LCDB learning curves (larger sizes and backtests)")
+          "of the families and the backtest errors, growing with log extrapolation distance, faster when fewer "
+          "points were fitted; calibrated on half of the LCDB learning curves (larger sizes, backtests, and the "
+          "curves thinned to few points)")
 
 
 @dataclass
@@ -98,15 +100,20 @@ class Extrapolation:
         out = np.exp(self.log_predict(m))
         return float(out[0]) if np.ndim(m) == 0 else out
 
-    def log_sigma(self, m: np.ndarray | float) -> np.ndarray:
-        """σ(m) of the log error (see module doc)."""
+    def sigma_parts(self, m: np.ndarray | float) -> dict[str, np.ndarray]:
+        """The terms σ(m) is built from (see module doc), per size: the families' weighted spread² and the log
+        distance d beyond the data; the curve's s_fit, s_val, d_val and number of fitted points n."""
         mm = np.atleast_1d(np.asarray(m, float))
         lp, w = self._log_forms(mm)
         center = w @ lp
-        spread2 = w @ (lp - center) ** 2
-        d = np.maximum(np.log(mm / self.m_max), 0.0)
-        growth = KAPPA + LAMBDA * (self.s_val / self.d_val if self.d_val > 0 else 0.0)
-        return np.sqrt(self.s_fit**2 + spread2 + (d * growth) ** 2 + np.where(d > 0, C0**2, 0.0))
+        ones = np.ones_like(mm)
+        return {"spread2": w @ (lp - center) ** 2, "d": np.maximum(np.log(mm / self.m_max), 0.0),
+                "s_fit": self.s_fit * ones, "s_val": self.s_val * ones, "d_val": self.d_val * ones,
+                "n": len(self.sizes) * ones}
+
+    def log_sigma(self, m: np.ndarray | float) -> np.ndarray:
+        """σ(m) of the log error (see module doc)."""
+        return combine_sigma(self.sigma_parts(m))
 
     def interval(self, m: np.ndarray | float, level: float = PI_LEVEL) -> tuple[Any, Any]:
         """(lo, hi) of the predicted error at size(s) m."""
@@ -150,6 +157,16 @@ class Extrapolation:
                          "d_val": self.d_val, "method": self.method, "notes": self.notes,
                          "forms": {n: {"amplitude": f.amplitude, "theta": f.theta, "floor": f.floor,
                                        "m_ref": f.m_ref, "rss": f.rss} for n, f in self.forms.items()}})
+
+
+def combine_sigma(parts: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+    """σ of the log error from the terms of :meth:`Extrapolation.sigma_parts` (see module doc); ``weights``
+    other than :data:`SIGMA_WEIGHTS` only to calibrate them."""
+    k = SIGMA_WEIGHTS if weights is None else weights
+    d, s_val, d_val = parts["d"], parts["s_val"], parts["d_val"]
+    growth = k["per_point"] / parts["n"] + k["backtest"] * np.where(d_val > 0, s_val / np.where(d_val > 0, d_val, 1.0),
+                                                                    0.0)
+    return np.sqrt(k["fit"] * parts["s_fit"] ** 2 + k["spread"] * parts["spread2"] + (d * growth) ** 2)
 
 
 def quantile(level: float) -> float:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fitting.extrapolate import PrefixFits, extrapolate, quantile
+from fitting.extrapolate import PrefixFits, combine_sigma, extrapolate, quantile
 
 SIZES = 100.0 * 2.0 ** np.arange(9)  # 9 shards, 2.4 decades
 
@@ -76,3 +76,14 @@ def test_prefix_fits_are_shared() -> None:
     n_fits = len(prefix._fits)
     prefix.extrapolation(len(SIZES) - 1)  # its backtests need prefixes fitted already, and one more
     assert len(prefix._fits) - n_fits <= len(prefix.families)
+
+
+def test_interval_beyond_the_data_widens_when_fewer_points_were_fitted() -> None:
+    errors = noisy(lambda m: 5.0 * m**-0.3, seed=3)
+    many, few = extrapolate(SIZES, errors), extrapolate(SIZES[4:], errors[4:])  # same largest size, 9 vs 5 points
+    far = SIZES[-1] * np.array([2.0, 8.0])
+    assert np.all(np.asarray(few.log_sigma(far)) > np.asarray(many.log_sigma(far)))
+    assert np.allclose(combine_sigma(many.sigma_parts(far)), many.log_sigma(far))
+    inside = many.log_sigma(SIZES[3])[0]  # inside the fitted range the distance terms vanish
+    parts = many.sigma_parts(SIZES[3])
+    assert parts["d"][0] == 0.0 and inside == pytest.approx(combine_sigma({**parts, "n": parts["n"] * 100})[0])
