@@ -16,11 +16,14 @@ Target (issue 13): ASHA ≤ 25% of the no-stopping compute, |Δβ_g| ≤ 0.01, s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pyarrow.compute as pc
 
 from fitting.aggregate import aggregate, load_rows
 from fitting.curves import fit_store
@@ -45,26 +48,38 @@ from orchestrator.spec import parse_spec
 # more telling figure.
 ASHA = {"grace_period": {"epochs": 0.125, "min_steps": 2}, "reduction_factor": 4,
         "group_by": ["domain", "family", "fraction"]}
-WAYS = ("asha", "patience", "none")
+# "rerun": no early stopping again under another trial seed (the same configurations): how often no stopping agrees
+# with itself, the noise floor of "same best" and of the error gap.
+WAYS = ("asha", "patience", "none", "rerun")
+# learning-rate grids as users build them: log-spaced around the word LSTM's best Adam rate, in 1-3-10 steps
+# ("grid", a factor ~3 apart) or a factor 2 apart ("grid2")
+GRIDS = {"grid": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), "grid2": (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)}
 
 
 def sweep_spec(storage: Path, way: str, quick: bool, asha: dict[str, Any] | None = None,
-               schedule: str = "cosine") -> dict[str, Any]:
+               schedule: str = "cosine", lrs: str = "grid") -> dict[str, Any]:
     stopping: dict[str, Any] = {
         "max_steps": {"epochs": 6, "min_steps": 30, "max_steps": 150 if quick else 300},
         "eval_every": {"epochs": 0.125, "min_steps": 2, "max_steps": 25}, "patience": 3, **(asha or ASHA)}
     if way != "asha":
         stopping["enabled"] = False
-    if way == "none":
+    if way in ("none", "rerun"):
         stopping["patience"] = None
+    lr = {"grid": list(GRIDS[lrs])} if lrs in GRIDS else {"loguniform": [0.002, 0.05]}
+    grid = lrs in GRIDS
+    # another trial seed, the same configurations: random draws also follow the sweep's seed, so there the rerun
+    # trains both seeds and is judged on the second's trials only
+    reseed = {} if way != "rerun" else {"seed": 1} if grid else {"seeds": 2}
     return {
         "name": "asha-efficiency", "storage": str(storage),  # one name: the same trial keys in every way
+        **({"seed": 1} if reseed.get("seed") else {}),
         "domains": {"lm": {
             "data": {"train": "builtin:offline-english", "max_sentences": 5000, "vocab_size": 2000,
                      "max_valid_words": 4000, "max_valid_chars": 16000},
             "families": {"word": {"widths": [16] if quick else [16, 32]}},
-            "hparams": {"lr": {"loguniform": [0.002, 0.05]}, "schedule": schedule},
-            "samples": 6,
+            "hparams": {"lr": lr, "schedule": schedule},
+            **({"samples": 6} if not grid else {}),
+            **({"seeds": reseed["seeds"]} if "seeds" in reseed else {}),
             "shards": {"base": 2, "from": -2 if quick else -4, "to": 0},
             "early_stopping": stopping,
             "resources": {"cpu": 1},
@@ -85,10 +100,12 @@ class Outcome:
     error: dict[float, float]  # shard fraction -> the best configuration's error (the fitted point)
 
 
-def run_way(way: str, quick: bool, tmp: Path, asha: dict[str, Any], schedule: str) -> Outcome:
+def run_way(way: str, quick: bool, tmp: Path, asha: dict[str, Any], schedule: str, lrs: str) -> Outcome:
     storage = tmp / way
-    outcome = run_sweep(parse_spec(sweep_spec(storage, way, quick, asha, schedule)), progress=False)
+    outcome = run_sweep(parse_spec(sweep_spec(storage, way, quick, asha, schedule, lrs)), progress=False)
     table = ResultsStore(outcome.storage).read_results()
+    if way == "rerun" and lrs not in GRIDS:  # both seeds trained: judge the second one's trials only
+        table = table.filter(pc.equal(table["seed"], 1))
     rows = table.to_pylist()
     compute = sum((r["samples"] or 0.0) * (r["num_params"] or 0) for r in rows)
     fit = fit_store(table, n_boot=0)["lm"]["word"]
@@ -104,6 +121,15 @@ def delta(a: float | None, b: float | None) -> float:
     return abs(a - b) if a is not None and b is not None else math.nan
 
 
+def same_best(r: Outcome, ref: Outcome) -> int:
+    return sum(r.best.get(f) == k for f, k in ref.best.items())
+
+
+def error_gap(r: Outcome, ref: Outcome) -> float:
+    """The largest relative gap between a shard's best error and the reference's (non-zero where bests differ)."""
+    return max((abs(r.error[f] / e - 1) for f, e in ref.error.items() if f in r.error), default=math.nan)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 shards x 1 width x 6 learning rates, 150-step cap")
@@ -112,33 +138,47 @@ def main() -> None:
     ap.add_argument("--reduction-factor", type=float, default=ASHA["reduction_factor"])
     ap.add_argument("--per-width", action="store_true", help="ASHA groups per (shard, width), not per shard")
     ap.add_argument("--schedule", default="cosine", help="the learning-rate schedule of every trial (cosine, wsd, ...)")
+    ap.add_argument("--lrs", choices=(*GRIDS, "random"), default="grid",
+                    help=f"learning rates: a log-spaced grid {GRIDS}, or 6 log-uniform draws in [0.002, 0.05]")
+    ap.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {WAYS} (none always runs)")
+    ap.add_argument("--keep", type=Path, help="keep every way's storage under this folder (default: a temp folder)")
     args = ap.parse_args()
+    ways = [w for w in WAYS if w in args.ways.split(",") or w == "none"]
+    unknown = set(args.ways.split(",")) - set(WAYS)
+    if unknown:
+        ap.error(f"--ways: unknown {sorted(unknown)}; allowed: {', '.join(WAYS)}")
     asha = {**ASHA, "grace_period": {**ASHA["grace_period"], "epochs": args.grace_epochs},
             "reduction_factor": args.reduction_factor}
     if args.per_width:
         asha["group_by"] = ["domain", "family", "fraction", "width"]
     init_ray(num_cpus=args.cpus)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = {way: run_way(way, args.quick, Path(tmp), asha, args.schedule) for way in reversed(WAYS)}
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        order = ["none"] + [w for w in ways if w != "none"]  # the reference first, then the cheap ways
+        results = {way: run_way(way, args.quick, tmp, asha, args.schedule, args.lrs) for way in order}
     ref = results["none"]
     print(f"LM word sweep, {ref.trials} trials a way ({'quick' if args.quick else 'full'}, {args.schedule} "
-          f"schedule); ASHA: {asha}")
+          f"schedule, {args.lrs} learning rates); ASHA: {asha}")
     print(f"{'way':<9} {'trials':>6} {'steps':>8} {'compute':>9} {'wall s':>7} {'wall':>6} {'beta_g':>8} "
           f"{'|dbeta_g|':>9} {'beta_p':>7} {'|dbeta_p|':>9} {'same best':>10} {'max error gap':>13}")
-    for way in WAYS:
+    for way in ways:
         r = results[way]
-        same = sum(r.best.get(f) == k for f, k in ref.best.items())
-        gap = max(abs(r.error[f] / e - 1) for f, e in ref.error.items() if f in r.error)  # where bests differ
+        same = same_best(r, ref)
         print(f"{way:<9} {r.trials:>6} {r.steps:>8.0f} {r.compute / ref.compute:>9.1%} {r.wall:>7.0f} "
               f"{r.wall / ref.wall:>6.0%} {r.beta_g if r.beta_g is not None else math.nan:>8.4f} "
               f"{delta(r.beta_g, ref.beta_g):>9.4f} {r.beta_p if r.beta_p is not None else math.nan:>7.3f} "
               f"{delta(r.beta_p, ref.beta_p):>9.3f} {same:>4}/{len(ref.best)} ({same / len(ref.best):.0%}) "
-              f"{gap:>13.2%}")
-    asha = results["asha"]
-    same = sum(asha.best.get(f) == k for f, k in ref.best.items()) / len(ref.best)
-    met = asha.compute / ref.compute <= 0.25 and delta(asha.beta_g, ref.beta_g) <= 0.01 and same >= 0.8
-    print(f"issue 13 target (ASHA <= 25% compute, |dbeta_g| <= 0.01, same best on >= 80% of shards): "
-          f"{'met' if met else 'NOT met'}")
+              f"{error_gap(r, ref):>13.2%}")
+    if "rerun" in results:
+        rerun = results["rerun"]
+        print(f"noise floor: no stopping under another trial seed picks the same best on {same_best(rerun, ref)}"
+              f"/{len(ref.best)} shards (largest error gap {error_gap(rerun, ref):.2%})")
+    if "asha" in results:
+        r = results["asha"]
+        same = same_best(r, ref) / len(ref.best)
+        met = r.compute / ref.compute <= 0.25 and delta(r.beta_g, ref.beta_g) <= 0.01 and same >= 0.8
+        print(f"issue 13 target (ASHA <= 25% compute, |dbeta_g| <= 0.01, same best on >= 80% of shards): "
+              f"{'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":
