@@ -91,18 +91,11 @@ class GroupedASHAScheduler(FIFOScheduler):
         reduction_factor: float = 4,
         brackets: int = 1,
         state_path: str | None = None,
-        min_peers: int | None = None,
     ) -> None:
         super().__init__()
         self._group_fn, self._unit_fn = group_fn, unit_fn
         self._asha_kwargs = dict(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                                  reduction_factor=reduction_factor, brackets=brackets)
-        # a rung cuts only against at least this many other configurations recorded there (default rf - 1: with
-        # fewer, Ray's cut-off is the one peer's value, a top 1/2, not 1/rf); one bracket only
-        self._min_peers = max(0, math.ceil(reduction_factor) - 1) if min_peers is None else min_peers
-        self._rung_values: dict[Hashable, dict[float, dict[Hashable, float]]] = {}  # group -> rung -> unit -> value
-        self._milestones: dict[Hashable, tuple[tuple[float, ...], float]] = {}  # group -> (its rungs, max_t)
-        self._start_ranks: dict[str, tuple[str, str]] = {}  # trial id -> its place in the start order
         self._metric, self._mode = metric, mode
         self._groups: dict[Hashable, AsyncHyperBandScheduler] = {}
         self._group_of_trial: dict[str, Hashable] = {}
@@ -112,6 +105,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._live: dict[Hashable, set[str]] = {}  # configuration -> its trials not finished yet
         self._best: dict[str, float] = {}  # trial id -> best metric value so far
         self._stopped_at: dict[Hashable, float] = {}  # configuration -> the resource at which ASHA stopped it
+        self._start_ranks: dict[str, tuple[str, str]] = {}  # trial id -> its place in the start order
         self._state_path = state_path  # a path or URI string; the filesystem is resolved lazily, never pickled
         self._fs: tuple[pafs.FileSystem, str] | None = None
         self._save_failed = False
@@ -136,11 +130,8 @@ class GroupedASHAScheduler(FIFOScheduler):
             key = self._group_fn(trial.config)
             self._group_of_trial[trial.trial_id] = key
         if key not in self._groups:
-            kwargs = self._group_kwargs(trial)
-            self._groups[key] = AsyncHyperBandScheduler(metric=self._metric, mode=self._mode, **kwargs)
-            grace, max_t, rf = kwargs["grace_period"], kwargs["max_t"], kwargs["reduction_factor"]
-            count = int(math.log(max_t / grace) / math.log(rf) + 1)  # Ray's rungs of bracket 0
-            self._milestones[key] = (tuple(grace * rf**k for k in range(count)), float(max_t))
+            self._groups[key] = AsyncHyperBandScheduler(metric=self._metric, mode=self._mode,
+                                                        **self._group_kwargs(trial))
         return self._groups[key]
 
     def _group_kwargs(self, trial: Trial) -> dict[str, Any]:
@@ -194,23 +185,6 @@ class GroupedASHAScheduler(FIFOScheduler):
         value = statistics.median(self._best[t] for t in self._seeds[unit] if t in self._best)
         return {**result, self._metric: value}
 
-    def _record(self, key: Hashable, unit: Hashable, value: float, resource: float) -> list[float] | None:
-        """Record ``value`` where Ray's bracket records it (the highest rung the resource reached that the
-        configuration has not recorded yet) and return the other configurations' values there; None when the
-        result reaches no new rung or the group's resource ends (max_t: Ray stops there anyway)."""
-        milestones, max_t = self._milestones.get(key, ((), 0.0))
-        if resource >= max_t:
-            return None
-        rungs = self._rung_values.setdefault(key, {})
-        for milestone in reversed(milestones):
-            recorded = rungs.setdefault(milestone, {})
-            if resource < milestone or unit in recorded:
-                continue
-            peers = list(recorded.values())
-            recorded[unit] = value
-            return peers
-        return None
-
     def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
         """Pending trials start in an order shuffled by configuration (a fixed hash; seeds of one configuration
         together), not in the plan's: async ASHA assumes configurations reach a rung in random order, and a grid
@@ -255,12 +229,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         if stopped_at is not None and resource >= stopped_at:
             action = TrialScheduler.STOP  # a sibling seed's rung stopped the configuration here
         else:
-            value = float(ranked[self._metric])
-            peers = self._record(self._group_of_trial[trial.trial_id], unit.trial_id, value, resource)
             action = sched.on_trial_result(tune_controller, unit, ranked)
-            if action == TrialScheduler.STOP and peers is not None and len(peers) < self._min_peers \
-                    and self._asha_kwargs["brackets"] == 1:
-                action = TrialScheduler.CONTINUE  # too few configurations at the rung to rank it among
             if action == TrialScheduler.STOP:
                 self._stopped_at[unit.trial_id] = resource
         if action == TrialScheduler.STOP:
@@ -274,8 +243,6 @@ class GroupedASHAScheduler(FIFOScheduler):
         unit = self._unit(trial)
         ranked = self._ranked(trial, result)
         if ranked is not None and unit.trial_id in asha_trials(sched):
-            self._record(self._group_of_trial[trial.trial_id], unit.trial_id, float(ranked[self._metric]),
-                         float(ranked[self._asha_kwargs["time_attr"]]))
             if self._live.get(unit.trial_id, set()) <= {trial.trial_id}:  # the last seed: ASHA's own completion
                 sched.on_trial_complete(tune_controller, unit, ranked)
             else:  # its final value still counts at a rung it reached
@@ -302,8 +269,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         return {"groups": {k: asha_state(s) for k, s in self._groups.items()},
                 "group_of_trial": self._group_of_trial, "completed": self._completed,
                 "num_stopped": self._num_stopped, "unit_of_trial": self._unit_of_trial, "seeds": self._seeds,
-                "live": self._live, "best": self._best, "stopped_at": self._stopped_at,
-                "rung_values": self._rung_values, "milestones": self._milestones}
+                "live": self._live, "best": self._best, "stopped_at": self._stopped_at}
 
     def _location(self) -> tuple[pafs.FileSystem, str]:
         if self._fs is None:
@@ -340,7 +306,6 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._unit_of_trial = state.get("unit_of_trial", {})
         self._seeds, self._live = state.get("seeds", {}), state.get("live", {})
         self._best, self._stopped_at = state.get("best", {}), state.get("stopped_at", {})
-        self._rung_values, self._milestones = state.get("rung_values", {}), state.get("milestones", {})
 
     def _load(self) -> None:
         if self._state_path is None:
@@ -373,6 +338,5 @@ class GroupedASHAScheduler(FIFOScheduler):
         # Tuner.restore unpickles the scheduler as it was when the sweep started; bring back the rungs.
         self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, "_unit_fn": configuration_of,
                               "_unit_of_trial": {}, "_seeds": {}, "_live": {}, "_best": {}, "_stopped_at": {},
-                              "_rung_values": {}, "_milestones": {}, "_min_peers": 0, "_start_ranks": {},
-                              **state})
+                              "_start_ranks": {}, **state})
         self._load()

@@ -36,11 +36,10 @@ def random_results(n_trials: int, seed: int) -> list[tuple[int, int, float]]:
 
 
 def test_single_group_decisions_equal_rays_asha_on_the_best_so_far() -> None:
-    """With one seed per configuration and no peer floor, every decision is Ray's own, fed each trial's best value
-    so far."""
+    """With one seed per configuration, every decision is Ray's own, fed each trial's best value so far."""
     for seed in range(5):
         trials = [make_trial(f"t{i}") for i in range(12)]
-        ours = GroupedASHAScheduler(GroupKey(FIELDS), min_peers=0, **ASHA)
+        ours = GroupedASHAScheduler(GroupKey(FIELDS), **ASHA)
         rays = AsyncHyperBandScheduler(**ASHA)
         for t in trials:
             ours.on_trial_add(None, t)
@@ -179,8 +178,7 @@ def test_finished_trials_are_not_resumed_after_restore(tmp_path) -> None:
     assert sched.on_trial_result(None, trials[3], {"steps": 1, "objective": 9.0}) == TrialScheduler.STOP
     sched.on_trial_complete(None, trials[3], {"steps": 1, "objective": 9.0})  # ASHA stopped it: finished
 
-    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, min_peers=0,
-                                                              **ASHA)))
+    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)))
     # Tune re-adds every trial of its snapshot; the stopped one is still PENDING there, as after a kill
     again = [Trial("__fake", config=t.config, trial_id=t.trial_id, stub=True) for t in trials]
     for t in again:
@@ -255,7 +253,7 @@ def test_seeds_of_a_configuration_never_compete() -> None:
 
 def test_a_configuration_is_judged_by_the_median_of_its_seeds_and_stops_as_one(tmp_path) -> None:
     state = str(tmp_path / "asha.pkl")
-    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, min_peers=0, **ASHA)
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)
     a, c = seeds_of("a"), seeds_of("c")
     for t in (*a, *c):
         sched.on_trial_add(None, t)
@@ -268,8 +266,7 @@ def test_a_configuration_is_judged_by_the_median_of_its_seeds_and_stops_as_one(t
     # c's lucky seed is the best single trial in the group, yet its configuration's median loses at rung 3
     assert sched.on_trial_result(None, c[0], {"steps": 3, "objective": 0.9}) == TrialScheduler.STOP
     # and its sibling stops there too, also in a scheduler restored from the saved state
-    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, min_peers=0,
-                                                              **ASHA)))
+    restored = pickle.loads(pickle.dumps(GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, **ASHA)))
     for s in (sched, restored):
         assert s.on_trial_result(None, c[1], {"steps": 2, "objective": 5.0}) == TrialScheduler.CONTINUE
         assert s.on_trial_result(None, c[1], {"steps": 3, "objective": 5.0}) == TrialScheduler.STOP
@@ -277,24 +274,6 @@ def test_a_configuration_is_judged_by_the_median_of_its_seeds_and_stops_as_one(t
     assert "c" in sched._groups[sched._group_of_trial["c-s0"]]._trial_info  # c's other seed still runs
     sched.on_trial_complete(None, c[1], {"steps": 3, "objective": 5.0})
     assert "c" not in sched._groups[sched._group_of_trial["c-s0"]]._trial_info  # gone with its last seed
-
-
-def test_a_rung_cuts_only_among_enough_configurations() -> None:
-    """Ray cuts the second configuration at a rung against the first alone (a top 1/2); ours waits for rf - 1
-    peers there, so the cut is a top 1/rf. A restored scheduler still counts the peers."""
-    trials = [make_trial(f"t{i}") for i in range(4)]
-    ours, rays = GroupedASHAScheduler(GroupKey(FIELDS), **ASHA), AsyncHyperBandScheduler(**ASHA)  # rf 3: 2 peers
-    for sched in (ours, rays):
-        for t in trials:
-            sched.on_trial_add(None, t)
-        assert sched.on_trial_result(None, trials[0], {"steps": 1, "objective": 1.0}) == TrialScheduler.CONTINUE
-    assert rays.on_trial_result(None, trials[1], {"steps": 1, "objective": 2.0}) == TrialScheduler.STOP
-    assert ours.on_trial_result(None, trials[1], {"steps": 1, "objective": 2.0}) == TrialScheduler.CONTINUE
-    assert ours.on_trial_result(None, trials[2], {"steps": 1, "objective": 3.0}) == TrialScheduler.STOP  # 2 peers
-    # the next rung (3 steps) counts its own peers: the first configuration to reach it is not cut there
-    assert ours.on_trial_result(None, trials[1], {"steps": 3, "objective": 2.0}) == TrialScheduler.CONTINUE
-    restored = pickle.loads(pickle.dumps(ours))
-    assert restored.on_trial_result(None, trials[3], {"steps": 1, "objective": 4.0}) == TrialScheduler.STOP
 
 
 class Controller:
