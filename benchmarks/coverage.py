@@ -194,12 +194,12 @@ def fit_intervals(rows: pd.DataFrame, form: str, n_boot: int = N_BOOT, seed: int
     eps = np.array([p.best_error for p in points])
     lc = fit_learning_curve(m, eps, form)
     k = lc.n_excluded
-    params = np.array([p.best_params for p in points[k:]], dtype=float)
+    params = np.array([p.best_params for p in points], dtype=float)
     size_law = fit_best_size(trials.frame, lc.sizes)
     size_fit = (ModelSizeFit(size_law.sigma, size_law.beta_p, size_law.r2, int(size_law.sizes.size))
-                if size_law is not None else fit_model_size(m[k:], params))
-    intervals, method, _, _ = parameter_intervals(m[k:], eps[k:], lc.law, form, params, size_law, n_boot, LEVEL,
-                                                  seed, excluded=(m[:k], eps[:k]))
+                if size_law is not None else fit_model_size(m[k:], params[k:]))
+    intervals, method, _, _ = parameter_intervals(m[k:], eps[k:], lc.law, form, params[k:], size_law, n_boot, LEVEL,
+                                                  seed, excluded=(m[:k], eps[:k], params[:k]))
     return Fitted(lc.law.beta, size_fit.beta_p, intervals, method, points[k:], lc, size_fit, trials.frame)
 
 

@@ -164,7 +164,8 @@ def fit_family(df_rows: pd.DataFrame | pa.Table, metric: str | None = None, form
         size_pts = np.array(params, dtype=float) if out.size_fit is not None else None
         out.intervals, out.interval_method, out.replicates, notes = parameter_intervals(
             m[lc.n_excluded:], eps[lc.n_excluded:], lc.law, form, size_pts, size_law, n_boot, level, seed,
-            excluded=(m[:lc.n_excluded], eps[:lc.n_excluded]))
+            excluded=(m[:lc.n_excluded], eps[:lc.n_excluded],
+                      np.array([p.best_params for p in cut], dtype=float)))
         out.notes += notes
         if lc.n_excluded:
             out.notes.append("small-data shards were cut as a plateau: the intervals average over every "

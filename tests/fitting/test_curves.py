@@ -86,7 +86,7 @@ def test_single_trial_per_shard_gets_a_t_interval() -> None:
     df = sweep(power, seeds=1, noise=0.03, seed=4)
     df = df.sort_values("best_value").drop_duplicates("train_size")  # keep one trial per shard
     fit = fit_family(df, form="power", n_boot=400)
-    assert fit.interval_method.startswith("Student-t (6 dof)")
+    assert fit.interval_method.startswith("Student-t (3.4 dof, Bell–McCaffrey)")  # 8 shards: HC2 + BM dof
     lo, hi = fit.beta_g_ci
     assert lo < fit.beta_g < hi and hi - lo > 1e-3
 
