@@ -5,7 +5,7 @@ learning-curve sweep that is wrong: a trial on a 1/256 shard always loses to one
 model loses to a large one early in training, yet both are exactly the points the curve needs. This
 scheduler keeps one unmodified ``AsyncHyperBandScheduler`` per group (default key: domain, family, shard
 fraction, width) and routes each trial's events to its group's instance, so within a group the decisions
-are Ray's own, with two differences that make them judge what the fit scores:
+are Ray's own, with three differences that make them judge what the fit scores, fairly:
 
 * **Best so far.** The fit scores a trial by its best validation value, so the value a rung records is the
   trial's best so far (lowest for ``mode="min"``), not its latest: a noisy evaluation at a rung does not stop a
@@ -14,6 +14,11 @@ are Ray's own, with two differences that make them judge what the fit scores:
   seed), so the seeds of one configuration never compete with each other. A configuration's value at a rung is
   the median over its seeds' best-so-far values (each seed's latest; the first seed to reach the rung decides
   for the configuration), and a configuration stopped at a rung stops every one of its seeds there.
+* **Shuffled starts.** Pending trials start in a fixed order shuffled by configuration, not the plan's. Async ASHA
+  judges each arrival against those that reached the rung before it, so it assumes arrivals in random order; a
+  grid is planned sorted (learning rates ascending), which in a small group lets nearly every configuration pass
+  (a no-stopping LM sweep replayed offline, 12 configurations a shard: 38-54% of the compute in plan order,
+  21-38% shuffled; the best configuration kept on 0-4 of 5 shards either way).
 
 Tune does not save scheduler state with the experiment (``Tuner.restore`` starts schedulers fresh), so the
 rungs, the trial-to-group map and the set of finished trials are persisted to ``state_path`` (a local path or any
