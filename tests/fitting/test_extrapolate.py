@@ -86,4 +86,13 @@ def test_interval_beyond_the_data_widens_when_fewer_points_were_fitted() -> None
     assert np.allclose(combine_sigma(many.sigma_parts(far)), many.log_sigma(far))
     inside = many.log_sigma(SIZES[3])[0]  # inside the fitted range the distance terms vanish
     parts = many.sigma_parts(SIZES[3])
-    assert parts["d"][0] == 0.0 and inside == pytest.approx(combine_sigma({**parts, "n": parts["n"] * 100})[0])
+    assert parts["d"][0] == 0.0 and inside == pytest.approx(combine_sigma({**parts, "s_val": parts["s_val"] * 9})[0])
+
+
+def test_in_sample_noise_weighs_more_when_fewer_points_were_fitted() -> None:
+    """The in-sample RMSE of a few-point fit understates the noise (benchmarks/pi_calibration.py): at equal
+    s_fit, σ is wider with 4 fitted points than with 8, and the same from 16 points on (n capped)."""
+    one = np.ones(1)
+    parts = {"spread2": 0 * one, "d": 0 * one, "s_fit": 0.05 * one, "s_val": 0 * one, "d_val": 0 * one}
+    four, eight, sixteen, many = (combine_sigma({**parts, "n": n * one})[0] for n in (4, 8, 16, 64))
+    assert four > 2 * eight > 0 and sixteen == pytest.approx(many) and sixteen < eight
