@@ -318,7 +318,9 @@ def parameter_intervals(m: np.ndarray, eps: np.ndarray, law: LawFit, rule: str, 
             intervals["alpha"] = (math.exp(a_hat - t_a * se_a), math.exp(a_hat + t_a * se_a))
             w_draw = np.sqrt(main.dof_b / rng.chisquare(main.dof_b, size=n_draws))
             z = np.linalg.cholesky(main.cov + 1e-18 * np.eye(2)) @ rng.standard_normal((2, n_draws)) * w_draw
-            reps["alpha"], reps["beta_g"] = np.exp(a_hat + z[0]), b_hat + z[1]
+            with np.errstate(over="ignore"):  # t draws at 1-2 dof reach e^1000: an unbounded α draw, inf is right
+                reps["alpha"] = np.exp(a_hat + z[0])
+            reps["beta_g"] = b_hat + z[1]
         if len(cuts) > 1 and main is not None and all(ln is not None for ln in lines):
             w = cut_weights(cuts, [ln.rss for ln in lines], m_all.size, 2)  # type: ignore[union-attr]
             for key, col in (("beta_g", 1), ("alpha", 0)):
