@@ -76,6 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.fit_extrapolation import DATA, Curve, lcdb_curves, nmt_curves
 from fitting.extrapolate import PI_LEVEL, QUANTILES, SIGMA_WEIGHTS, PrefixFits, combine_sigma
+from fitting.intervals import weighted_quantile
 
 CACHE = Path("/tmp/pi_helper/pi_parts.parquet")
 # The σ model before the in-sample term depended on n (fit_n = 0: the same formula), for `score --previous`.
@@ -147,11 +148,6 @@ def _pop_weights(table: pd.DataFrame) -> np.ndarray:
     return w / w.sum()
 
 
-def _weighted_quantile(z: np.ndarray, w: np.ndarray, level: float) -> float:
-    order = np.argsort(z)
-    return float(z[order][np.searchsorted(np.cumsum(w[order]), level * w.sum())])
-
-
 def fit(table: pd.DataFrame) -> tuple[dict[str, float], dict[float, float]]:
     """σ's weights (rounded to 2 figures) and the quantiles of |err|/σ, fitted on half A (see module doc)."""
     a = table[table["half"] == "A"]
@@ -171,7 +167,7 @@ def fit(table: pd.DataFrame) -> tuple[dict[str, float], dict[float, float]]:
         best = minimize(nll, best.x, method="Powell", options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-10})
     weights = {k: float(f"{v:.2g}") for k, v in zip(names, np.exp(best.x), strict=True)}
     z = err / combine_sigma(parts, weights)
-    return weights, {lev: round(_weighted_quantile(z, w, lev), 3) for lev in (0.8, 0.9, 0.95)}
+    return weights, {lev: round(weighted_quantile(z, w, lev), 3) for lev in (0.8, 0.9, 0.95)}
 
 
 def _coverage(inside: pd.Series, keys: list, half_width: pd.Series | None = None) -> pd.DataFrame:

@@ -107,22 +107,22 @@ def weighted_quantile_interval(values: list[np.ndarray], weights: np.ndarray, le
     if not vs:
         return None
     v, w = np.concatenate(vs), np.concatenate(ws)
-    order = np.argsort(v)
-    v, cw = v[order], np.cumsum(w[order]) / w.sum()
-    lo = v[min(np.searchsorted(cw, (1 - level) / 2), v.size - 1)]
-    hi = v[min(np.searchsorted(cw, 1 - (1 - level) / 2), v.size - 1)]
-    return float(lo), float(hi)
+    return weighted_quantile(v, w, (1 - level) / 2), weighted_quantile(v, w, 1 - (1 - level) / 2)
 
 
-def t_line(x: np.ndarray, y: np.ndarray, n_draws: int, level: float, rng: np.random.Generator,
-           offset: np.ndarray | None = None) -> tuple[dict[str, Interval | None], np.ndarray, np.ndarray]:
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest value whose cumulative weight share reaches ``q`` (a step-function quantile)."""
+    order = np.argsort(values)
+    cw = np.cumsum(weights[order]) / weights.sum()
+    return float(values[order][min(int(np.searchsorted(cw, q)), values.size - 1)])
+
+
+def t_line(x: np.ndarray, y: np.ndarray, n_draws: int, level: float,
+           rng: np.random.Generator) -> tuple[dict[str, Interval | None], np.ndarray, np.ndarray]:
     """OLS y ≈ a + b·x with Student-t(n − 2) intervals for b and a, and draws (a, b) from the same t.
 
-    ``offset``: a known part of y (subtracted before the fit: the interval is that of y − offset's line).
     Returns ({"a": …, "b": …}, a draws, b draws); intervals are None for fewer than 3 points.
     """
-    if offset is not None:
-        y = y - offset
     n = x.size
     xc = x - x.mean()
     sxx = float(xc @ xc)

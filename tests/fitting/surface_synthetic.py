@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fitting.surface import log_model
+from fitting.surface import _jacobian
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def beta_p_bound(truth: Truth, *, shards: int = 11, widths: int = 5, seeds: int 
     Why: it says whether a target precision is reachable at all by an unbiased estimator of this (correctly
     specified) surface. Fisher information of Gaussian log values (trial noise ``noise``, a shard-level shock
     ``shard_noise`` shared by a shard's trials), one cell per trial, at the true parameters in
-    :mod:`fitting.surface`'s normalized parameterization (Jacobian by central differences); the delta method
+    :mod:`fitting.surface`'s normalized parameterization (the fit's own analytic Jacobian); the delta method
     carries it to β_p.
     """
     out = []
@@ -106,8 +106,7 @@ def beta_p_bound(truth: Truth, *, shards: int = 11, widths: int = 5, seeds: int 
         n, d = (np.repeat(g.ravel(), seeds) for g in np.meshgrid(params, sizes))
         n0, d0 = math.exp(np.log(n).mean()), math.exp(np.log(d).mean())
         theta, x, z = truth.theta(n0, d0), np.log(n / n0), np.log(d / d0)
-        h = 1e-6 * np.eye(theta.size)
-        jac = np.column_stack([(log_model(theta + e, x, z) - log_model(theta - e, x, z)) / 2e-6 for e in h])
+        jac = _jacobian(theta, x, z)[1]
         cov_y = noise**2 * np.eye(n.size) + shard_noise**2 * (d[:, None] == d[None, :])
         info = jac.T @ np.linalg.solve(cov_y, jac)
         a, c, dd = theta[2], theta[6], theta[7]
