@@ -123,8 +123,10 @@ def test_trials_of_a_lost_node_resume_from_their_checkpoints_elsewhere(
     surviving nodes from their last checkpoints; the sweep finishes with one whole row and history per trial.
     Half-GPU trials run two to a GPU; the widest model, queued behind them, gets whole GPUs to itself."""
     # a trial spends ~10 s building its task while six start at once on 2 cores, then ~4 s per 100 steps: 300
-    # steps leave a window of seconds in which all six have checkpointed and none has finished
-    steps, every = 300, 20
+    # steps left a window of only seconds in which all six have checkpointed and none has finished (on an idle
+    # machine the last of the six sometimes checkpointed after the first had finished: the sweep then ran to its
+    # end before the kill); 600 steps make the window ~12 s longer
+    steps, every = 600, 20
     data = sweep_spec(corpus_dir, tmp_path / "storage", lrs=2, max_steps=steps, widths=(8, 16, 24),
                       resources={"cpu": 1, "gpu": 0.5, "rules": [{"min_width": 24, "gpu": 1}]})
     data["domains"]["lm"]["early_stopping"]["eval_every"] = every
