@@ -3,7 +3,8 @@ benchmarks (benchmarks/surface.py, benchmarks/compare.py).
 
 Truth: L = E + A·N^−a + B·D^−b + C·N^c·D^−d (a model too large for its data pays the last term), whose best
 model size at fixed data is N_opt(D) ∝ D^(d/(a+c)). Shards are 1000·2^k samples; the widths form a FIXED grid
-of model sizes (the same at every shard) spaced to cover N_opt over the shards, with a random phase per sweep.
+of model sizes (the same at every shard) centred on N_opt over the shards and spanning (data span)^(β_p + 0.2),
+as ``scaling-sweep plan`` asks of a preset, with a random phase per sweep.
 Each trial carries lognormal ``noise``; every trial of a shard shares lognormal ``shard_noise``.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fitting.surface import _jacobian
+from orchestrator.plan_rules import BETA_P_MARGIN
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,16 @@ class Truth:
                          self.b, math.log(self.C * n0**self.c * d0**-self.d), self.c, self.d])
 
 
-def design(truth: Truth, phase: float, *, shards: int = 11, widths: int = 5,
-           first_size: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+def design(truth: Truth, phase: float, *, shards: int = 11, widths: int = 5, first_size: float = 1000.0,
+           margin: float = BETA_P_MARGIN) -> tuple[np.ndarray, np.ndarray]:
     """(train sizes, model sizes) of a sweep: shards of ``first_size``·2^k samples; a fixed grid of ``widths``
-    model sizes spaced to cover N_opt over the shards, shifted by ``phase`` (in grid steps, −0.5 to 0.5)."""
+    model sizes centred on N_opt over the shards and spanning (data span)^(β_p + ``margin``), the rule
+    ``scaling-sweep plan`` holds the presets to (a grid spanning only N_opt's own range puts the best size of the
+    end shards at the grid's edge, censoring β_p), shifted by ``phase`` (in grid steps, −0.5 to 0.5)."""
     sizes = first_size * 2.0 ** np.arange(shards)
     ideal = np.log2(truth.n_opt(sizes))
-    step = max(1.0, (ideal[-1] - ideal[0]) / max(widths - 1, 1))
+    span = ideal[-1] - ideal[0] + margin * math.log2(sizes[-1] / sizes[0])
+    step = max(1.0, span / max(widths - 1, 1))
     grid = 0.5 * (ideal[0] + ideal[-1]) + step * (np.arange(widths) - (widths - 1) / 2)
     return sizes, np.round(2.0 ** (grid + phase * step))
 
@@ -64,13 +69,14 @@ def design(truth: Truth, phase: float, *, shards: int = 11, widths: int = 5,
 def surface_sweep(truth: Truth, rng: np.random.Generator, *, shards: int = 11, widths: int = 5, seeds: int = 1,
                   noise: float = 0.03, shard_noise: float = 0.0, domain: str = "lm", family: str = "word",
                   flops_per_param_sample: float | None = None, shard_shocks: np.ndarray | None = None,
-                  first_size: float = 1000.0) -> pd.DataFrame:
+                  first_size: float = 1000.0, margin: float = BETA_P_MARGIN) -> pd.DataFrame:
     """Store rows of one sweep (one configuration per width, ``seeds`` seeds per configuration).
 
     ``shard_shocks``: the shard-level log noise to use (shared by two families on the same shards), else drawn.
     ``flops_per_param_sample``: writes ``train_flops`` = k·N·D per trial.
     """
-    sizes, params = design(truth, rng.uniform(-0.5, 0.5), shards=shards, widths=widths, first_size=first_size)
+    sizes, params = design(truth, rng.uniform(-0.5, 0.5), shards=shards, widths=widths, first_size=first_size,
+                           margin=margin)
     shocks = rng.normal(0.0, shard_noise, shards) if shard_shocks is None else shard_shocks
     rows: list[dict[str, Any]] = []
     for i, m in enumerate(sizes):
@@ -90,7 +96,7 @@ def surface_sweep(truth: Truth, rng: np.random.Generator, *, shards: int = 11, w
 
 
 def beta_p_bound(truth: Truth, *, shards: int = 11, widths: int = 5, seeds: int = 1, noise: float = 0.03,
-                 shard_noise: float = 0.0, phases: int = 21) -> np.ndarray:
+                 shard_noise: float = 0.0, phases: int = 21, margin: float = BETA_P_MARGIN) -> np.ndarray:
     """Cramér–Rao bound on the s.d. of β_p = d/(a + c) for sweeps of :func:`surface_sweep`'s design, one value
     per grid phase (``phases`` evenly spaced in −0.5..0.5).
 
@@ -102,7 +108,7 @@ def beta_p_bound(truth: Truth, *, shards: int = 11, widths: int = 5, seeds: int 
     """
     out = []
     for phase in np.linspace(-0.5, 0.5, phases):
-        sizes, params = design(truth, phase, shards=shards, widths=widths)
+        sizes, params = design(truth, phase, shards=shards, widths=widths, margin=margin)
         n, d = (np.repeat(g.ravel(), seeds) for g in np.meshgrid(params, sizes))
         n0, d0 = math.exp(np.log(n).mean()), math.exp(np.log(d).mean())
         theta, x, z = truth.theta(n0, d0), np.log(n / n0), np.log(d / d0)
