@@ -47,10 +47,11 @@ from orchestrator.spec import parse_spec
 # per-group ASHA as the benchmark runs it by default: rungs from an eighth of an epoch of the shard, reduction
 # factor 4, the configurations of one shard compared across widths; evaluations every eighth of an epoch.
 # Measured on the 2-core machine, otherwise idle, 60 trials a way, `python benchmarks/asha_efficiency.py` (12 epochs
-# a trial up to 1,200 steps, wsd, 1-3-10 grid; 14 min), log /tmp/s9/full.log:
+# a trial up to 1,200 steps, wsd, 1-3-10 grid; 14 min), logs /tmp/s9/full.log and, after patience learned to anneal
+# first (none and rerun reused: patience plays no part in them), /tmp/s9/cool.log:
 #   way        compute  wall  |dbeta_g|  |dbeta_p|  same best  best within seed noise  largest error gap
-#   asha        14.2%    14%    0.0040     0.105      3 of 5      5 of 5                  2.32%
-#   patience    65.3%    55%    0.0013     0.000      5 of 5      5 of 5                  0.85%
+#   asha        16.9%    16%    0.0000     0.105      3 of 5      5 of 5                  1.56%
+#   patience    71.4%    60%    0.0015     0.000      5 of 5      5 of 5                  0.54%
 #   none       100.0%   100%    -          -          -           -                       -  (25,836 steps, 276 s)
 #   rerun      100.0%   101%    0.0008     0.104      2 of 5      5 of 5                  0.80%
 # Least compute of any rank-consistent stopping that keeps every shard's best, from the no-stopping curves: 18.7%
@@ -60,9 +61,12 @@ from orchestrator.spec import parse_spec
 # learning-rate optimum is flat: a shard's best two configurations end 0.06-0.7% apart while a trial's value moves
 # 1.5% between seeds (95% band), so which one is "best" is the seed's choice. Every way's pick is within that band of
 # the no-stopping best on 5 of 5 shards. Where ASHA's pick differed (shards 0.25 and 0.5) it is 0.35% and 0.94%
-# worse without stopping. Its error gap (2.32%) comes from patience, not from the rungs: patience (3 evaluations, 3/8
-# of an epoch) stopped 14 of the 60 trials, among them the picks of shards 0.25-1, during wsd's stable phase,
-# before the decay that would have lowered them (e.g. 5.075 at step 159 against 4.977 at the budget's 284).
+# worse without stopping.
+# Before patience annealed first (the same run otherwise): ASHA 14.2% / 0.0040 / 0.105 / 3 of 5, gap 2.32%;
+# patience 65.3% / 0.0013 / 0.000 / 5 of 5, gap 0.85%. Patience (3 evaluations, 3/8 of an epoch) stopped 14 of the
+# 60 trials, among them ASHA's picks at shards 0.25-1, in wsd's stable phase, before the decay that would have
+# lowered them (e.g. 5.075 at step 159 against 4.977 at the budget's 284). With the cooldown the same trial ends at
+# 5.037 (step 199), and the largest shard's pick at 4.228 after 765 steps, below no stopping's 4.250 after 1,112.
 # Earlier runs of this file at 6 epochs up to 300 steps (the largest shard got 3 epochs; the best configurations of
 # the two largest shards were still improving at the cap): ASHA 26.3% / 0.0076 / 0.202 / 3 of 5 (gap 2.83%);
 # patience 81.6% / 0.0023 / 0.000 / 5 of 5; rerun 4 of 5 (gap 1.06%). With the plan's sorted start order (before

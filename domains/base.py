@@ -135,6 +135,12 @@ class Task(abc.ABC):
         reports from 1); ``wait_committed()`` returns once that checkpoint is where a retry of the trial would
         resume from. A hook for instrumentation and tests (fault injection); the default does nothing."""
 
+    def start_cooldown(self, max_steps: int) -> int | None:
+        """Patience has fired: anneal the learning rate from here before stopping, where the schedule has a stable
+        phase to leave (``HParams.cooldown_steps``), ending by ``max_steps``. Returns the step the cooldown ends
+        at, or None to stop now (the default: a task without a schedule)."""
+        return None
+
     @abc.abstractmethod
     def train(self, steps: int) -> TrainStats:
         """Run ``steps`` optimizer steps on the shard (wrapping around it as needed)."""

@@ -147,14 +147,37 @@ class HParams:
         """Gradient-norm clipping threshold (<= 0: none)."""
         return float(getattr(self, "clip", 0.0))
 
-    def lr_at(self, step: int) -> float:
+    def cooldown_steps(self, step: int) -> int | None:
+        """How long a cooldown started at update ``step`` lasts: the decay a wsd budget whose stable phase ended
+        here would have had, ``wsd_decay_fraction`` / (1 − it) of the stable steps so far (at least 1). None when
+        there is no stable phase to leave: another schedule (cosine and linear decay from the first step), no
+        budget, still warming up, or wsd's own decay already begun.
+
+        Why: patience stops a plateaued trial. Under wsd a plateau in the stable phase is the peak rate's noise
+        floor, not the trial's minimum; its decay would lower it (benchmarks/asha_efficiency.py: 5.075 at
+        patience's stop, 4.977 after the decay). Annealing before stopping records the minimum instead."""
+        warmup, span, f = self.warmup_steps, self.decay_steps - self.warmup_steps, self.wsd_decay_fraction
+        if self.schedule != "wsd" or span <= 0 or step < warmup or step >= warmup + span * (1 - f):
+            return None
+        return max(1, math.ceil((step - warmup) * f / (1 - f) - 1e-9))
+
+    def lr_at(self, step: int, cooldown: tuple[int, int] | None = None) -> float:
         """The learning rate of update ``step`` (counting from 0): the one place a schedule is defined.
+
+        ``cooldown`` (start, steps): from update ``start`` the rate falls linearly, as wsd's own decay does, from
+        the scheduled rate at ``start`` to the floor at the last of ``steps`` updates, and stays there
+        (``cooldown_steps``).
 
         A closed form of ``torch.optim.lr_scheduler``'s ``LinearLR(start_factor=1/warmup_steps)`` warm-up followed
         by ``CosineAnnealingLR(T_max=decay_steps - warmup_steps, eta_min=lr_floor * lr)`` (or ``LinearLR`` down to
         ``lr_floor``), held at the floor afterwards (tests/domains/test_schedules.py checks the two agree). A
         function of the global step, not a stateful scheduler: a restored task continues the same schedule from its
         restored step count, and every data-parallel replica computes the same rate."""
+        if cooldown is not None and step >= cooldown[0]:
+            start, length = cooldown
+            left = self.lr_at(start)
+            done = min(1.0, (step - start + 1) / length) if length > 0 else 1.0  # the last update at the floor
+            return left + (self.lr * self.lr_floor - left) * done
         warmup = self.warmup_steps
         if warmup and step < warmup:
             return self.lr * (step + 1) / warmup

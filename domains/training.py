@@ -3,8 +3,9 @@
 ``TrainingTask.train`` owns the step: the next batch (this replica's share of it, ``Task.rank_share``), the
 learning rate of the step (``HParams.lr_at``), the loss, backward, the data-parallel gradient average
 (``Task.synced``), clipping, the update, the divergence watch and what the call consumed. ``evaluate`` owns eval
-mode and the NaN metrics of a diverged run; ``state_dict`` owns model, optimizer, RNG streams, step count, the
-divergence flag and the FLOPs of a step (counted on the first step trained, ``domains.flops``). A domain's task
+mode and the NaN metrics of a diverged run; ``start_cooldown`` anneals a plateaued wsd run before patience stops
+it; ``state_dict`` owns model, optimizer, RNG streams, step count, the divergence flag, the cooldown and the FLOPs
+of a step (counted on the first step trained, ``domains.flops``). A domain's task
 implements the hooks below the line ``--- hooks``.
 """
 
@@ -57,6 +58,17 @@ class TrainingTask(Task):
         self.flops_per_step: float | None = None
         self.steps_done = 0  # optimizer updates so far: the schedule's clock
         self.diverged = False
+        self.cooldown: tuple[int, int] | None = None  # (start, steps) of a cooldown patience began (wsd)
+
+    def start_cooldown(self, max_steps: int) -> int | None:
+        if self.cooldown is not None:
+            return None
+        length = self.hp.cooldown_steps(self.steps_done)
+        length = None if length is None else min(length, max_steps - self.steps_done)
+        if not length or length <= 0:
+            return None
+        self.cooldown = (self.steps_done, length)
+        return self.steps_done + length
 
     def train(self, steps: int) -> TrainStats:
         """``steps`` updates; a non-finite or exploding loss stops early with loss = NaN."""
@@ -68,7 +80,7 @@ class TrainingTask(Task):
             batch = self.next_batch(self.rank_share)
             if self.flops_per_step is None:
                 self.flops_per_step = self._count_flops(batch)
-            lr = self.hp.lr_at(self.steps_done)
+            lr = self.hp.lr_at(self.steps_done, self.cooldown)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss = self.loss(batch)
@@ -102,7 +114,8 @@ class TrainingTask(Task):
         """A deep copy: training on afterwards does not change what was returned."""
         extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         return snapshot(self.model, self.optimizer, self.device, steps=self.steps_done, diverged=self.diverged,
-                        flops_per_step=self.flops_per_step, **extra, **self.identity(), **self.reader_state())
+                        flops_per_step=self.flops_per_step, cooldown=self.cooldown, **extra, **self.identity(),
+                        **self.reader_state())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         saved = {k: state[k] for k in self.identity()}
@@ -114,6 +127,8 @@ class TrainingTask(Task):
             self.scaler.load_state_dict(state["scaler"])
         self.steps_done, self.diverged = int(state["steps"]), bool(state["diverged"])
         self.flops_per_step = state.get("flops_per_step")  # checkpoints of older code lack it: counted again
+        cooldown = state.get("cooldown")  # likewise: no cooldown begun
+        self.cooldown = None if cooldown is None else (int(cooldown[0]), int(cooldown[1]))
         self.load_reader_state(state)
 
     # --- hooks ------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The trial owns a monotonic resource counter (optimizer steps) that survives restores, unlike Tune's
 ``training_iteration``; per-group ASHA compares trials on it. Each trial also stops itself when its
-validation metric has not improved for ``patience`` evaluations, and records a non-finite training loss as
-divergence instead of crashing. A checkpoint goes with every report, so a retried trial resumes where it
+validation metric has not improved for ``patience`` evaluations (under wsd, after first annealing the rate from
+its stable phase: ``Task.start_cooldown``), and records a non-finite training loss as divergence instead of
+crashing. A checkpoint goes with every report, so a retried trial resumes where it
 stopped rather than from step 0. What the loop reports is a ``TrialReport`` (``orchestrator.contract``); where it
 reports to is a ``TrialIO``: Tune for a trial that trains alone (``orchestrator.trainable``), Ray Train for each
 replica of a data-parallel one (``orchestrator.data_parallel``).
@@ -158,7 +159,8 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
     placement = _placement(time.time() if began is None else began)
 
     while True:
-        chunk = min(stop.eval_every, stop.max_steps - state["steps"])
+        chunk = min(stop.eval_every, stop.max_steps - state["steps"],
+                    state.get("cooldown_end", math.inf) - state["steps"])
         tick = time.monotonic()
         stats = io.train(task, chunk)
         if state.get("flops_per_step") is None:  # counted on the trial's first step; checkpoints carry it
@@ -188,12 +190,19 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
                                  "train_extra": stats.extra, "time": state["elapsed"], "train_flops": train_flops})
 
         reason = None
+        cooling = "cooldown_end" in state  # patience fired in wsd's stable phase: stop once the rate has annealed
         if diverged:
             reason = "diverged"
+        elif cooling and state["steps"] >= state["cooldown_end"]:
+            reason = "patience"
         elif state["steps"] >= stop.max_steps:
             reason = "max_steps"
-        elif stop.patience is not None and state["since_best"] >= stop.patience:
-            reason = "patience"
+        elif not cooling and stop.patience is not None and state["since_best"] >= stop.patience:
+            end = task.start_cooldown(stop.max_steps)
+            if end is None:
+                reason = "patience"
+            else:
+                state["cooldown_end"] = end
 
         report = TrialReport(
             iteration=state["iteration"], steps=state["steps"], samples=state["samples"], train_loss=stats.loss,

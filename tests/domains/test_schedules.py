@@ -135,3 +135,30 @@ def test_a_bad_schedule_is_refused_at_plan_time_naming_the_field(hparams: dict, 
     with pytest.raises(SpecError) as err:
         planned(hparams)
     assert f"domains.digits-mlp.hparams (mlp): {message}" in str(err.value)
+
+
+def test_a_cooldown_leaves_wsd_stable_phase_for_a_linear_decay_to_the_floor() -> None:
+    hp = schedule("wsd")  # warm-up 10, stable to step 90, decay to 110
+    assert hp.cooldown_steps(50) == 10  # 40 stable steps so far: the 20 % decay a budget ending here would have
+    assert hp.cooldown_steps(22) == 3  # 12 x 0.25, rounded up
+    assert hp.cooldown_steps(11) == 1  # at least one step
+    assert hp.cooldown_steps(5) is None and hp.cooldown_steps(95) is None  # warming up; already decaying
+    assert schedule("cosine").cooldown_steps(50) is None and schedule("constant").cooldown_steps(50) is None
+    assert HParams(lr=1.0, schedule="wsd").cooldown_steps(50) is None  # no budget: no stable phase to leave
+    cooled = [hp.lr_at(s, cooldown=(50, 10)) for s in (49, 50, 54, 59, 90)]
+    assert cooled == pytest.approx([1.0, 0.91, 0.55, 0.1, 0.1])  # as before, then linear to lr_floor, then held
+
+
+def test_a_restored_task_continues_its_cooldown(tmp_path: Path) -> None:
+    hp = {"lr": 0.1, "warmup_steps": 2, "decay_steps": 40, "schedule": "wsd"}
+    whole = digits_task(tmp_path, hp)
+    rates(whole, 12)
+    assert whole.start_cooldown(max_steps=40) == 12 + 3  # 10 stable steps x 0.2 / 0.8 = 2.5, rounded
+    assert whole.start_cooldown(max_steps=40) is None  # one cooldown a trial
+    state = whole.state_dict()
+    resumed = digits_task(tmp_path, hp)
+    resumed.load_state_dict(state)
+    assert rates(whole, 4) == rates(resumed, 4) == pytest.approx([0.07, 0.04, 0.01, 0.01])
+    capped = digits_task(tmp_path, hp)
+    rates(capped, 30)
+    assert capped.start_cooldown(max_steps=31) == 31  # never past the budget

@@ -1,11 +1,19 @@
 """The trial loop's ``converged`` rule (issue 13): still improving at the step cap, stopped by patience, plateaued,
-or not judged."""
+or not judged; and patience under wsd, which anneals the rate before it stops a trial."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
-from orchestrator.trial_loop import trial_converged
+import pytest
+
+from domains.base import Task, TrainStats, TrialSetup
+from orchestrator.contract import TrialReport, TrialStopping
+from orchestrator.trial_loop import train_loop, trial_converged
+from tests.domains.digits_mlp import DigitsMLPDomain
+from tests.orchestrator.plans import make_plan
 
 STEPS = [50, 100, 150, 200, 250, 300, 350, 400]
 
@@ -33,3 +41,54 @@ def test_two_evaluations_compare_the_first_with_the_last() -> None:
     assert trial_converged("max_steps", [50, 100], [3.0, 2.5]) is False
     assert trial_converged("max_steps", [50, 100], [3.0, 3.0]) is True
     assert trial_converged("max_steps", [50, 100], [math.nan, 2.5]) is False  # first finite value at the end
+
+
+class MemoryIO:
+    """Where a trial reports when the loop runs in the test's own process: a list."""
+
+    lead = True
+
+    def __init__(self) -> None:
+        self.reports: list[TrialReport] = []
+
+    def restore(self) -> None:
+        return None
+
+    def train(self, task: Task, steps: int) -> TrainStats:
+        return task.train(steps)
+
+    def step_flops(self, task: Task) -> float | None:
+        return task.flops_per_step
+
+    def evaluate(self, task: Task) -> dict[str, float]:
+        return task.evaluate()
+
+    def report(self, report: TrialReport, saved: dict[str, Any] | None) -> None:
+        self.reports.append(report)
+
+    def wait_committed(self) -> None:
+        pass
+
+
+def run_until_patience(tmp_path: Path, schedule: str) -> tuple[list[TrialReport], Any]:
+    """A real digits MLP whose every evaluation after the first fails patience (min_delta 90 %)."""
+    hp = {"lr": 0.05, "schedule": schedule, "decay_steps": 100, "warmup_steps": 0}
+    domain = DigitsMLPDomain()
+    task = domain.build_task(domain.prepare({}, tmp_path / "cache"),
+                             TrialSetup(family="mlp", fraction=0.5, width=16, hparams=hp, seed=0))
+    plan = make_plan(domain="digits-mlp", family="mlp", hparams=hp, metric="val_xent", primary_metric="val_xent",
+                     stopping=TrialStopping(max_steps=100, eval_every=5, patience=1, min_delta=0.9))
+    io = MemoryIO()
+    train_loop(plan, task, io)
+    return io.reports, task
+
+
+def test_under_wsd_patience_anneals_the_rate_before_it_stops(tmp_path: Path, ray_session: None) -> None:
+    """Patience fires at step 10, in wsd's stable phase: the trial decays for 10 x 0.2 / 0.8 = 3 more steps to
+    the floor, then stops as patience, converged; the same trial under cosine stops at once."""
+    reports, task = run_until_patience(tmp_path, "wsd")
+    assert [r.steps for r in reports] == [5, 10, 13]
+    assert [r.stop_reason for r in reports] == ["", "", "patience"] and reports[-1].converged is True
+    assert task.cooldown == (10, 3) and task.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1)
+    reports, _ = run_until_patience(tmp_path, "cosine")
+    assert [r.steps for r in reports] == [5, 10] and reports[-1].stop_reason == "patience"
