@@ -82,8 +82,8 @@ class HParams:
     to converge: until its decay it is the constant rate, so a trial still improving at its cap loses little, and it
     still anneals.
     On the quickstart's largest shards (``benchmarks/schedule_vs_constant.py``: mean over 3-5 seeds), wsd against
-    constant: LM char 2.583 vs 2.675 bpc, word 4.164 vs 4.215, word_rhn 4.205 vs 4.285 nats, speech attention 0.436
-    vs 0.462, ds2 0.390 vs 0.396 CER, NMT lstm 4.296 vs 4.312, transformer 4.340 vs 4.371 nats (320 steps), image
+    constant: LM char 2.583 vs 2.675 bpc, word 4.164 vs 4.215, word_rhn 4.205 vs 4.285 nats, speech attention 0.431
+    vs 0.457, ds2 0.393 vs 0.402 CER, NMT lstm 4.296 vs 4.312, transformer 4.340 vs 4.371 nats (320 steps), image
     1.56% vs 1.84% top-1 error. A decay only pays once a run nears its minimum: at 160 steps, its validation loss
     still falling 0.3 nats per 40 steps, the NMT lstm was 0.7% worse with wsd on every seed. Cosine was 8% and 27%
     worse than constant (one seed) on NMT lstm at 160 steps and ds2 at 300, far from convergence."""
