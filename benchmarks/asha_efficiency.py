@@ -179,7 +179,7 @@ def rank_bound(rows: list[dict[str, Any]], best: dict[float, str],
 
         def at(curve: tuple[np.ndarray, np.ndarray], step: float) -> float:
             i = np.searchsorted(curve[0], step, side="right") - 1
-            return curve[1][max(i, 0)] if i >= 0 else np.inf
+            return curve[1][i] if i >= 0 else np.inf
 
         used = 0.0
         for lo, hi in zip(np.concatenate([[0.0], grid[:-1]]), grid, strict=True):

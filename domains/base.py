@@ -135,10 +135,15 @@ class Task(abc.ABC):
         reports from 1); ``wait_committed()`` returns once that checkpoint is where a retry of the trial would
         resume from. A hook for instrumentation and tests (fault injection); the default does nothing."""
 
-    def start_cooldown(self, max_steps: int) -> int | None:
+    def start_cooldown(self, max_steps: int) -> bool:
         """Patience has fired: anneal the learning rate from here before stopping, where the schedule has a stable
-        phase to leave (``HParams.cooldown_steps``), ending by ``max_steps``. Returns the step the cooldown ends
-        at, or None to stop now (the default: a task without a schedule)."""
+        phase to leave (``HParams.cooldown_steps``), ending by ``max_steps``. False: stop now (the default: a task
+        without a schedule)."""
+        return False
+
+    @property
+    def cooldown_end(self) -> int | None:
+        """The step a begun cooldown ends at (the trial stops there), None when none has begun."""
         return None
 
     @abc.abstractmethod

@@ -60,15 +60,16 @@ class TrainingTask(Task):
         self.diverged = False
         self.cooldown: tuple[int, int] | None = None  # (start, steps) of a cooldown patience began (wsd)
 
-    def start_cooldown(self, max_steps: int) -> int | None:
-        if self.cooldown is not None:
-            return None
+    def start_cooldown(self, max_steps: int) -> bool:
         length = self.hp.cooldown_steps(self.steps_done)
-        length = None if length is None else min(length, max_steps - self.steps_done)
-        if not length or length <= 0:
-            return None
-        self.cooldown = (self.steps_done, length)
-        return self.steps_done + length
+        if self.cooldown is not None or length is None or self.steps_done >= max_steps:
+            return False
+        self.cooldown = (self.steps_done, min(length, max_steps - self.steps_done))
+        return True
+
+    @property
+    def cooldown_end(self) -> int | None:
+        return None if self.cooldown is None else sum(self.cooldown)
 
     def train(self, steps: int) -> TrainStats:
         """``steps`` updates; a non-finite or exploding loss stops early with loss = NaN."""

@@ -159,8 +159,9 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
     placement = _placement(time.time() if began is None else began)
 
     while True:
+        cooldown_end = task.cooldown_end  # patience fired in wsd's stable phase: stop once the rate has annealed
         chunk = min(stop.eval_every, stop.max_steps - state["steps"],
-                    state.get("cooldown_end", math.inf) - state["steps"])
+                    (math.inf if cooldown_end is None else cooldown_end) - state["steps"])
         tick = time.monotonic()
         stats = io.train(task, chunk)
         if state.get("flops_per_step") is None:  # counted on the trial's first step; checkpoints carry it
@@ -190,19 +191,14 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
                                  "train_extra": stats.extra, "time": state["elapsed"], "train_flops": train_flops})
 
         reason = None
-        cooling = "cooldown_end" in state  # patience fired in wsd's stable phase: stop once the rate has annealed
         if diverged:
             reason = "diverged"
-        elif cooling and state["steps"] >= state["cooldown_end"]:
+        elif cooldown_end is not None and state["steps"] >= cooldown_end:
             reason = "patience"
         elif state["steps"] >= stop.max_steps:
             reason = "max_steps"
-        elif not cooling and stop.patience is not None and state["since_best"] >= stop.patience:
-            end = task.start_cooldown(stop.max_steps)
-            if end is None:
-                reason = "patience"
-            else:
-                state["cooldown_end"] = end
+        elif cooldown_end is None and stop.patience is not None and state["since_best"] >= stop.patience:
+            reason = None if task.start_cooldown(stop.max_steps) else "patience"
 
         report = TrialReport(
             iteration=state["iteration"], steps=state["steps"], samples=state["samples"], train_loss=stats.loss,

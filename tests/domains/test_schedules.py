@@ -153,12 +153,12 @@ def test_a_restored_task_continues_its_cooldown(tmp_path: Path) -> None:
     hp = {"lr": 0.1, "warmup_steps": 2, "decay_steps": 40, "schedule": "wsd"}
     whole = digits_task(tmp_path, hp)
     rates(whole, 12)
-    assert whole.start_cooldown(max_steps=40) == 12 + 3  # 10 stable steps x 0.2 / 0.8 = 2.5, rounded
-    assert whole.start_cooldown(max_steps=40) is None  # one cooldown a trial
+    assert whole.start_cooldown(max_steps=40) and whole.cooldown_end == 12 + 3  # 10 x 0.2 / 0.8 = 2.5, rounded up
+    assert not whole.start_cooldown(max_steps=40)  # one cooldown a trial
     state = whole.state_dict()
     resumed = digits_task(tmp_path, hp)
     resumed.load_state_dict(state)
     assert rates(whole, 4) == rates(resumed, 4) == pytest.approx([0.07, 0.04, 0.01, 0.01])
     capped = digits_task(tmp_path, hp)
     rates(capped, 30)
-    assert capped.start_cooldown(max_steps=31) == 31  # never past the budget
+    assert capped.start_cooldown(max_steps=31) and capped.cooldown_end == 31  # never past the budget
