@@ -138,7 +138,8 @@ def run_way(way: str, quick: bool, tmp: Path, asha: dict[str, Any], schedule: st
             budget: tuple[float, int]) -> Outcome:
     storage = tmp / way
     outcome = run_sweep(parse_spec(sweep_spec(storage, way, quick, asha, schedule, lrs, budget)), progress=False)
-    table = ResultsStore(outcome.storage).read_results()
+    store = ResultsStore(outcome.storage)
+    table = store.read_results()
     if way == "rerun" and lrs not in GRIDS:  # both seeds trained: judge the second one's trials only
         table = table.filter(pc.equal(table["seed"], 1))
     rows = table.to_pylist()
@@ -149,7 +150,7 @@ def run_way(way: str, quick: bool, tmp: Path, asha: dict[str, Any], schedule: st
     out = Outcome(way, len(rows), sum(r["steps"] or 0 for r in rows), compute, outcome.tune_seconds,
                   fit.beta_g, fit.beta_p, best, {p.fraction: p.best_error for p in points},
                   {r["config_key"]: (r["fraction"], r["best_value"]) for r in rows},
-                  rank_bound(rows, best, ResultsStore(outcome.storage).read_history) if way == "none" else {})
+                  rank_bound(rows, best, store.read_history) if way == "none" else {})
     # each way as it ends: a long run cut short keeps what it measured
     print(f"{way}: {out.trials} trials, {out.steps:.0f} steps, compute {out.compute:.4g}, {out.wall:.0f} s, beta_g "
           f"{out.beta_g}, beta_p {out.beta_p}, best {out.best}, error {out.error}", flush=True)
