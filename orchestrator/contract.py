@@ -28,12 +28,14 @@ def _known(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class TrialStopping:
     """When a trial stops itself: after ``max_steps`` optimizer steps, or after ``patience`` evaluations (every
-    ``eval_every`` steps) that did not improve the watched metric by ``min_delta`` (relative)."""
+    ``eval_every`` steps) that did not improve the watched metric by ``min_delta`` (relative), never before
+    ``patience_after`` steps (the trial's grace period: the first steps' transient is no plateau)."""
 
     max_steps: int
     eval_every: int
     patience: int | None = None
     min_delta: float = 0.0
+    patience_after: int = 0
     asha_grace: int | None = None  # ASHA's grace period and max_t in steps for the trial's whole group (budgets in
     asha_max_t: int | None = None  # epochs differ by shard); None: the sweep-wide values
 

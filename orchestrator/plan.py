@@ -168,7 +168,8 @@ def plan_trials(spec: SweepSpec, domains: Mapping[str, ResolvedDomain],
                             problems[f"  domains.{name}.hparams ({family}): {exc}"] = None
                             break
                         stopping = TrialStopping(max_steps=budget.max_steps, eval_every=budget.eval_every,
-                                                 patience=stop["patience"], min_delta=stop["min_delta"])
+                                                 patience=stop["patience"], min_delta=stop["min_delta"],
+                                                 patience_after=budget.grace)
                         # the key names the budget as the spec gives it: the same trials whatever the data's size
                         key_hp = {**trial_hp, "decay_steps": _key_length(stop["max_steps"])} if decays else trial_hp
                         config_key = _digest([spec.name, name, family, fraction, width, key_hp])

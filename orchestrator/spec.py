@@ -180,7 +180,10 @@ def _not_longer(small: int | Budget, large: int | Budget) -> bool:
 class EarlyStopping(_Strict):
     """Per-group ASHA plus each trial's own patience. ``max_steps`` (the budget), ``eval_every`` and
     ``grace_period`` are optimizer steps, or ``{epochs: E}`` / ``{examples: N}`` of the trial's shard with
-    optional ``min_steps``/``max_steps`` bounds (``Budget``); ASHA's resource is always steps, set per group."""
+    optional ``min_steps``/``max_steps`` bounds (``Budget``); ASHA's resource is always steps, set per group.
+    Nothing stops a trial before its grace period, neither ASHA nor patience (also with ``enabled: false``): a
+    high learning rate's first evaluations wander before they fall, and judged there the eventual best of a shard
+    was stopped within its first 20 steps (``benchmarks/asha_efficiency.py``)."""
 
     metric: str = "primary"  # "primary" = each family's primary metric; else a metric name all families report
     grace_period: Length = 100

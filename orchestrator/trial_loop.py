@@ -2,9 +2,9 @@
 
 The trial owns a monotonic resource counter (optimizer steps) that survives restores, unlike Tune's
 ``training_iteration``; per-group ASHA compares trials on it. Each trial also stops itself when its
-validation metric has not improved for ``patience`` evaluations (under wsd, after first annealing the rate from
-its stable phase: ``Task.start_cooldown``), and records a non-finite training loss as divergence instead of
-crashing. A checkpoint goes with every report, so a retried trial resumes where it
+validation metric has not improved for ``patience`` evaluations, once past its grace period (under wsd, after
+first annealing the rate from its stable phase: ``Task.start_cooldown``), and records a non-finite training loss
+as divergence instead of crashing. A checkpoint goes with every report, so a retried trial resumes where it
 stopped rather than from step 0. What the loop reports is a ``TrialReport`` (``orchestrator.contract``); where it
 reports to is a ``TrialIO``: Tune for a trial that trains alone (``orchestrator.trainable``), Ray Train for each
 replica of a data-parallel one (``orchestrator.data_parallel``).
@@ -197,7 +197,8 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
             reason = "patience"
         elif state["steps"] >= stop.max_steps:
             reason = "max_steps"
-        elif cooldown_end is None and stop.patience is not None and state["since_best"] >= stop.patience:
+        elif (cooldown_end is None and stop.patience is not None and state["since_best"] >= stop.patience
+              and state["steps"] >= stop.patience_after):
             reason = None if task.start_cooldown(stop.max_steps) else "patience"
 
         report = TrialReport(

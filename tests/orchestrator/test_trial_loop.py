@@ -70,14 +70,15 @@ class MemoryIO:
         pass
 
 
-def run_until_patience(tmp_path: Path, schedule: str) -> tuple[list[TrialReport], Any]:
+def run_until_patience(tmp_path: Path, schedule: str, patience_after: int = 0) -> tuple[list[TrialReport], Any]:
     """A real digits MLP whose every evaluation after the first fails patience (min_delta 90 %)."""
     hp = {"lr": 0.05, "schedule": schedule, "decay_steps": 100, "warmup_steps": 0}
     domain = DigitsMLPDomain()
     task = domain.build_task(domain.prepare({}, tmp_path / "cache"),
                              TrialSetup(family="mlp", fraction=0.5, width=16, hparams=hp, seed=0))
     plan = make_plan(domain="digits-mlp", family="mlp", hparams=hp, metric="val_xent", primary_metric="val_xent",
-                     stopping=TrialStopping(max_steps=100, eval_every=5, patience=1, min_delta=0.9))
+                     stopping=TrialStopping(max_steps=100, eval_every=5, patience=1, min_delta=0.9,
+                                            patience_after=patience_after))
     io = MemoryIO()
     train_loop(plan, task, io)
     return io.reports, task
@@ -92,3 +93,10 @@ def test_under_wsd_patience_anneals_the_rate_before_it_stops(tmp_path: Path, ray
     assert task.cooldown == (10, 3) and task.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1)
     reports, _ = run_until_patience(tmp_path, "cosine")
     assert [r.steps for r in reports] == [5, 10] and reports[-1].stop_reason == "patience"
+
+
+def test_patience_waits_for_the_grace_period(tmp_path: Path, ray_session: None) -> None:
+    """The same trial with a grace period of 22 steps: patience has failed since step 10 but first stops it at the
+    first evaluation past the grace period (step 25)."""
+    reports, _ = run_until_patience(tmp_path, "cosine", patience_after=22)
+    assert [r.steps for r in reports] == [5, 10, 15, 20, 25] and reports[-1].stop_reason == "patience"
