@@ -1,26 +1,30 @@
 """What per-group ASHA saves, and what it costs the fit: one LM sweep run four ways on local Ray.
 
 The same planned trials (word LSTM on the quickstart's offline English, wsd schedule, 5 nested shards x 2 widths x
-6 learning rates: 6 configurations per (shard, width)) run with per-group ASHA plus each trial's patience (the
-default), with patience only, with no early stopping (every trial to its budget), and with no early stopping again
-under another trial seed ("rerun": the noise floor, how often no stopping agrees with itself). Budgets are per
-shard (``{epochs: 12}``, ``BUDGET``), so the small shards are not trained for hundreds of epochs and the largest is
-trained to its minimum. Reported for each way, as a
-fraction of no early stopping: compute (Σ training tokens x parameters over trials, and Tuner.fit wall time), and
-against it: |Δβ_g|, |Δβ_p|, on how many shards the best configuration (width, learning rate) is the same, and the
-largest relative gap between a shard's best error and the no-stopping one (how much a different best costs).
-With the rerun: on how many shards each way's pick is, in the no-stopping run, within seed noise of the best (the
-95 % band of two trials' difference). From the no-stopping learning curves: the least compute ANY rank-consistent
-early stopping (ASHA, successive halving, median stopping) needs to keep every shard's best (``rank_bound``).
+3 learning rates x 2 dropouts: 6 configurations per (shard, width), 12 per shard) run with per-group ASHA plus each
+trial's patience (the default), with patience only, with no early stopping (every trial to its budget), and with no
+early stopping again under another trial seed ("rerun": the noise floor, how often no stopping agrees with itself).
+Budgets are per shard (``{epochs: 12}``, ``BUDGET``), so the small shards are not trained for hundreds of epochs
+and the largest is trained to its minimum. Reported for each way, as a fraction of no early stopping: compute
+(Σ training tokens x parameters over trials, and wall time from the first trial's start to the last one's end),
+and against it: |Δβ_g|, |Δβ_p|, on how many shards the best configuration (width, learning rate, dropout) is the
+same, and the largest relative gap between a shard's best error and the no-stopping one (how much a different
+best costs). With the rerun: on how many shards each way's pick is, in the no-stopping run, within seed noise of
+the best (the 95 % band of two trials' difference). From the no-stopping learning curves: the least compute ANY
+rank-consistent early stopping (ASHA, successive halving, median stopping) needs to keep every shard's best
+(``rank_bound``).
 
-The learning rates are a log-spaced grid in 1-3-10 steps, as users build one (``--lrs grid``; ``grid2``: a factor
-2 apart; ``random``: 6 log-uniform draws in [0.002, 0.05], the earlier design). Random draws can cluster: two rates
-a few % apart tie, and "same best" then says which of two equal configurations a run happened to favour.
+``--lrs`` picks the configurations: ``lr-dropout`` (the default) searches the regularization axis issue 13 asks
+of the presets, and its best configurations are set apart by more than seed noise; ``grid`` is 6 learning rates
+in 1-3-10 steps, ``grid2`` a factor 2 apart, ``random`` 6 log-uniform draws in [0.002, 0.05]. On the learning-
+rate-only designs the optimum is flat and "same best" says which of two equal configurations a seed favoured.
+Ways already stored under ``--keep`` are reused (the none and rerun ways hold no ASHA setting), so ASHA variants
+cost one ASHA run each: ``--grace-epochs``, ``--grace-min-steps``, ``--reduction-factor``, ``--patience``.
 
 Target (issue 13): ASHA ≤ 25% of the no-stopping compute, |Δβ_g| ≤ 0.01, same best configuration on ≥ 80% of shards.
 
-    python benchmarks/asha_efficiency.py [--quick] [--cpus 2] [--lrs grid|grid2|random] [--ways asha,rerun]
-                                         [--epochs 12] [--max-steps 1200] [--keep DIR]
+    python benchmarks/asha_efficiency.py [--quick] [--cpus 2] [--lrs lr-dropout|grid|grid2|random] [--seed 0]
+                                         [--ways asha,rerun] [--epochs 12] [--max-steps 1200] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -44,35 +48,38 @@ from fitting.store import ResultsStore
 from orchestrator.runner import init_ray, run_sweep
 from orchestrator.spec import parse_spec
 
-# per-group ASHA as the benchmark runs it by default: rungs from an eighth of an epoch of the shard, reduction
-# factor 4, the configurations of one shard compared across widths; evaluations every eighth of an epoch.
-# Measured on the 2-core machine, otherwise idle, 60 trials a way, `python benchmarks/asha_efficiency.py` (12 epochs
-# a trial up to 1,200 steps, wsd, 1-3-10 grid; 14 min), logs /tmp/s9/full.log and, after patience learned to anneal
-# first (none and rerun reused: patience plays no part in them), /tmp/s9/cool.log:
-#   way        compute  wall  |dbeta_g|  |dbeta_p|  same best  best within seed noise  largest error gap
-#   asha        16.9%    16%    0.0000     0.105      3 of 5      5 of 5                  1.56%
-#   patience    71.4%    60%    0.0015     0.000      5 of 5      5 of 5                  0.54%
-#   none       100.0%   100%    -          -          -           -                       -  (25,836 steps, 276 s)
-#   rerun      100.0%   101%    0.0008     0.104      2 of 5      5 of 5                  0.80%
-# Least compute of any rank-consistent stopping that keeps every shard's best, from the no-stopping curves: 18.7%
-# (per shard 35 / 11 / 14 / 32 / 13 %); from the rerun's curves 28.2%.
-# Compute and |dbeta_g| meet the target; "same best" (3 of 5 < 80%) does not, and cannot be judged on this sweep: no
-# stopping under another seed agrees with itself on 2 of 5 shards. At a budget where the trials converge the
-# learning-rate optimum is flat: a shard's best two configurations end 0.06-0.7% apart while a trial's value moves
-# 1.5% between seeds (95% band), so which one is "best" is the seed's choice. Every way's pick is within that band of
-# the no-stopping best on 5 of 5 shards. Where ASHA's pick differed (shards 0.25 and 0.5) it is 0.35% and 0.94%
-# worse without stopping.
-# Before patience annealed first (the same run otherwise): ASHA 14.2% / 0.0040 / 0.105 / 3 of 5, gap 2.32%;
-# patience 65.3% / 0.0013 / 0.000 / 5 of 5, gap 0.85%. Patience (3 evaluations, 3/8 of an epoch) stopped 14 of the
-# 60 trials, among them ASHA's picks at shards 0.25-1, in wsd's stable phase, before the decay that would have
-# lowered them (e.g. 5.075 at step 159 against 4.977 at the budget's 284). With the cooldown the same trial ends at
-# 5.037 (step 199), and the largest shard's pick at 4.228 after 765 steps, below no stopping's 4.250 after 1,112.
-# Earlier runs of this file at 6 epochs up to 300 steps (the largest shard got 3 epochs; the best configurations of
-# the two largest shards were still improving at the cap): ASHA 26.3% / 0.0076 / 0.202 / 3 of 5 (gap 2.83%);
-# patience 81.6% / 0.0023 / 0.000 / 5 of 5; rerun 4 of 5 (gap 1.06%). With the plan's sorted start order (before
-# this scheduler shuffled starts): 43.9% / 0.0048 / 0.101 / 4 of 5. Random draws and cosine: ASHA 21.6-22.8%, 1 of
-# 5; grid2 (factor 2): 31.3%, 2 of 5, rerun 4 of 5.
-ASHA = {"grace_period": {"epochs": 0.125, "min_steps": 2}, "reduction_factor": 4,
+# per-group ASHA as the benchmark runs it by default: rungs from an eighth of an epoch of the shard but not before
+# step 50, reduction factor 4, the configurations of one shard compared across widths; evaluations every eighth of
+# an epoch, patience 8 (a pass over the shard without improvement); nothing stops a trial before its grace period.
+# Measured on the 2-core machine, otherwise idle, 60 trials a way (12 epochs a trial up to 1,200 steps, wsd,
+# lr-dropout; none 226-233 s), `python benchmarks/asha_efficiency.py --keep DIR [--seed 1]`, logs /tmp/s11/*.log:
+#   seed 0 (rerun: 1)  compute  wall  |dbeta_g|  |dbeta_p|  same best  within seed noise  largest error gap
+#   asha                29.7%    35%    0.0011     0.104      3 of 5      4 of 5            0.93%
+#   patience            85.9%    91%    0.0000     0.000      5 of 5      5 of 5            0.29%
+#   rerun              100.0%   101%    0.0014     0.202      4 of 5      5 of 5            0.28%
+#   seed 1 (rerun: 2)
+#   asha                29.5%    39%    0.0009     0.000      3 of 5      5 of 5            0.86%
+#   patience            87.6%    92%    0.0003     0.000      4 of 5      5 of 5            0.09%
+#   rerun              100.0%    97%    0.0007     0.202      3 of 5      5 of 5            0.60%
+# Least compute of any rank-consistent stopping that keeps every shard's best: 20.1% (seed 0; per shard 23 / 22 /
+# 19 / 18 / 21 %), 23.0% (seed 1). |dbeta_g| meets the target; compute and "same best" do not, and no setting met
+# both (seed 0, ASHA way, same none and rerun): grace floor 50 / rf 4 / patience 3: 25.8%, 2 of 5; floor 2 /
+# patience 8: 19.1%, 2 of 5. The bound explains why: on the largest shards the eventual best (w32, lr 0.03,
+# dropout 0.4: dropout learns slower) ranks second of 12 until 60-80% of the budget, so keeping it means keeping two
+# configurations to the end, while ASHA's last rungs keep one; and no stopping under another seed picks the same
+# best on only 3-4 of 5 shards: the top two end 0.3-0.5% apart against a seed band of 0.9-1.0%.
+# Before patience waited for the grace period (grace floor 50, patience 3): ASHA 23.2%, 2 of 5; patience (3
+# evaluations, ~9 steps on shard 0.25) stopped the eventual best of shards 0.125 and 0.25 at steps 19-23, in the
+# first steps' transient, at 5.50 and 5.52 against 5.28 and 4.92 at the budget. A prototype that let async ASHA stop
+# a configuration only once as many recorded configurations beat it as synchronous halving keeps at that rung
+# (12 / rf^(rung+1)): 38.2% and 5 of 5 (floor 50, patience 8), 28.2% and 4 of 5 (floor 30), 20.3% and 2 of 5
+# (floor 20, patience 3); not adopted on one seed's evidence.
+# The 1-3-10 learning-rate grid (--lrs grid, before the grace floor; /tmp/s9/cool.log): ASHA 16.9% / 0.0000 /
+# 0.105 / 3 of 5 (gap 1.56%), patience 71.4% / 5 of 5, rerun 2 of 5: its optimum is flat (a shard's best two end
+# 0.06-0.7% apart against a 1.5% seed band). Earlier, at 6 epochs up to 300 steps (the two largest shards' best
+# still improving at the cap): ASHA 26.3% / 0.0076 / 3 of 5; in the plan's sorted start order (before this
+# scheduler shuffled starts) 43.9% / 4 of 5; random draws and cosine 21.6-22.8%, 1 of 5; grid2 31.3%, 2 of 5.
+ASHA = {"grace_period": {"epochs": 0.125, "min_steps": 50}, "reduction_factor": 4, "patience": 8,
         "group_by": ["domain", "family", "fraction"]}
 # every trial's budget: (epochs of its shard, step ceiling). 12 epochs at every shard: the earlier (6, 300) gave the
 # largest shard 3 epochs, and the best configurations of the two largest shards were still improving at the cap
@@ -82,34 +89,40 @@ BUDGET = (12.0, 1200)
 # "rerun": no early stopping again under another trial seed (the same configurations): how often no stopping agrees
 # with itself, the noise floor of "same best" and of the error gap.
 WAYS = ("asha", "patience", "none", "rerun")
-# learning-rate grids as users build them: log-spaced around the word LSTM's best Adam rate, in 1-3-10 steps
-# ("grid", a factor ~3 apart) or a factor 2 apart ("grid2")
-GRIDS = {"grid": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), "grid2": (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)}
+# learning rates as users grid them: log-spaced around the word LSTM's best Adam rate, in 1-3-10 steps ("grid", a
+# factor ~3 apart) or a factor 2 apart ("grid2"); "lr-dropout" crosses three of them with two dropouts (DROPOUTS)
+GRIDS = {"grid": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), "grid2": (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
+         "lr-dropout": (0.003, 0.01, 0.03)}
+DROPOUTS = {"lr-dropout": (0.1, 0.4)}
 
 
 def sweep_spec(storage: Path, way: str, quick: bool, asha: dict[str, Any] | None = None,
-               schedule: str = "wsd", lrs: str = "grid", budget: tuple[float, int] = BUDGET) -> dict[str, Any]:
+               schedule: str = "wsd", lrs: str = "grid", budget: tuple[float, int] = BUDGET,
+               seed: int = 0) -> dict[str, Any]:
     epochs, cap = budget
     stopping: dict[str, Any] = {
         "max_steps": {"epochs": epochs, "min_steps": 30, "max_steps": 150 if quick else cap},
-        "eval_every": {"epochs": 0.125, "min_steps": 2, "max_steps": 25}, "patience": 3, **(asha or ASHA)}
+        "eval_every": {"epochs": 0.125, "min_steps": 2, "max_steps": 25}}
+    if way in ("asha", "patience"):  # the grace period holds patience back too
+        stopping.update(asha or ASHA)
     if way != "asha":
         stopping["enabled"] = False
-    if way in ("none", "rerun"):
+    if way in ("none", "rerun"):  # no stopping: ASHA's settings, left out, play no part (nor change the spec)
         stopping["patience"] = None
     lr = {"grid": list(GRIDS[lrs])} if lrs in GRIDS else {"loguniform": [0.002, 0.05]}
     grid = lrs in GRIDS
     # another trial seed, the same configurations: random draws also follow the sweep's seed, so there the rerun
     # trains both seeds and is judged on the second's trials only
-    reseed = {} if way != "rerun" else {"seed": 1} if grid else {"seeds": 2}
+    reseed = {} if way != "rerun" else {"seed": seed + 1} if grid else {"seeds": 2}
     return {
         "name": "asha-efficiency", "storage": str(storage),  # one name: the same trial keys in every way
-        **({"seed": 1} if reseed.get("seed") else {}),
+        "seed": reseed.get("seed", seed),
         "domains": {"lm": {
             "data": {"train": "builtin:offline-english", "max_sentences": 5000, "vocab_size": 2000,
                      "max_valid_words": 4000, "max_valid_chars": 16000},
             "families": {"word": {"widths": [16] if quick else [16, 32]}},
-            "hparams": {"lr": lr, "schedule": schedule},
+            "hparams": {"lr": lr, "schedule": schedule,
+                        **({"dropout": {"grid": list(DROPOUTS[lrs])}} if lrs in DROPOUTS else {})},
             **({"samples": 6} if not grid else {}),
             **({"seeds": reseed["seeds"]} if "seeds" in reseed else {}),
             "shards": {"base": 2, "from": -2 if quick else -4, "to": 0},
@@ -135,19 +148,22 @@ class Outcome:
 
 
 def run_way(way: str, quick: bool, tmp: Path, asha: dict[str, Any], schedule: str, lrs: str,
-            budget: tuple[float, int]) -> Outcome:
+            budget: tuple[float, int], seed: int = 0) -> Outcome:
     storage = tmp / way
-    outcome = run_sweep(parse_spec(sweep_spec(storage, way, quick, asha, schedule, lrs, budget)), progress=False)
+    spec = sweep_spec(storage, way, quick, asha, schedule, lrs, budget, seed)
+    outcome = run_sweep(parse_spec(spec), progress=False)
     store = ResultsStore(outcome.storage)
     table = store.read_results()
     if way == "rerun" and lrs not in GRIDS:  # both seeds trained: judge the second one's trials only
-        table = table.filter(pc.equal(table["seed"], 1))
+        table = table.filter(pc.equal(table["seed"], pc.max(table["seed"])))
     rows = table.to_pylist()
     compute = sum((r["samples"] or 0.0) * (r["num_params"] or 0) for r in rows)
     fit = fit_store(table, n_boot=0)["lm"]["word"]
     points = aggregate(load_rows(table))
     best = {p.fraction: p.config_key for p in points}
-    out = Outcome(way, len(rows), sum(r["steps"] or 0 for r in rows), compute, outcome.tune_seconds,
+    # the stored trials' span, not this call's: a way reused from --keep keeps the wall time it was measured with
+    wall = (max(r["finished_at"] for r in rows) - min(r["started_at"] for r in rows)).total_seconds()
+    out = Outcome(way, len(rows), sum(r["steps"] or 0 for r in rows), compute, wall,
                   fit.beta_g, fit.beta_p, best, {p.fraction: p.best_error for p in points},
                   {r["config_key"]: (r["fraction"], r["best_value"]) for r in rows},
                   rank_bound(rows, best, store.read_history) if way == "none" else {})
@@ -220,25 +236,31 @@ def error_gap(r: Outcome, ref: Outcome) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="3 shards x 1 width x 6 learning rates, 150-step cap")
+    ap.add_argument("--quick", action="store_true", help="3 shards x 1 width x 6 configurations, 150-step cap")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--grace-epochs", type=float, default=ASHA["grace_period"]["epochs"])
+    ap.add_argument("--grace-min-steps", type=int, default=ASHA["grace_period"]["min_steps"],
+                    help="the grace period's step floor")
+    ap.add_argument("--patience", type=int, default=ASHA["patience"],
+                    help="evaluations without improvement before a trial stops (asha and patience ways)")
     ap.add_argument("--reduction-factor", type=float, default=ASHA["reduction_factor"])
     ap.add_argument("--per-width", action="store_true", help="ASHA groups per (shard, width), not per shard")
     ap.add_argument("--schedule", default="wsd", help="the learning-rate schedule of every trial (cosine, wsd, ...)")
-    ap.add_argument("--lrs", choices=(*GRIDS, "random"), default="grid",
-                    help=f"learning rates: a log-spaced grid {GRIDS}, or 6 log-uniform draws in [0.002, 0.05]")
+    ap.add_argument("--lrs", choices=(*GRIDS, "random"), default="lr-dropout",
+                    help=f"configurations: learning-rate grids {GRIDS} (lr-dropout: x dropouts {DROPOUTS}), or 6 "
+                         "log-uniform draws in [0.002, 0.05]")
     ap.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {WAYS} (none always runs)")
     ap.add_argument("--epochs", type=float, default=BUDGET[0], help="each trial's budget in epochs of its shard")
     ap.add_argument("--max-steps", type=int, default=BUDGET[1], help="the budget's step ceiling")
+    ap.add_argument("--seed", type=int, default=0, help="the trials' seed (the rerun trains under seed + 1)")
     ap.add_argument("--keep", type=Path, help="keep every way's storage under this folder (default: a temp folder)")
     args = ap.parse_args()
     ways = [w for w in WAYS if w in args.ways.split(",") or w == "none"]
     unknown = set(args.ways.split(",")) - set(WAYS)
     if unknown:
         ap.error(f"--ways: unknown {sorted(unknown)}; allowed: {', '.join(WAYS)}")
-    asha = {**ASHA, "grace_period": {**ASHA["grace_period"], "epochs": args.grace_epochs},
-            "reduction_factor": args.reduction_factor}
+    asha = {**ASHA, "grace_period": {"epochs": args.grace_epochs, "min_steps": args.grace_min_steps},
+            "reduction_factor": args.reduction_factor, "patience": args.patience}
     if args.per_width:
         asha["group_by"] = ["domain", "family", "fraction", "width"]
     init_ray(num_cpus=args.cpus)
@@ -246,7 +268,8 @@ def main() -> None:
         tmp = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         # the reference first, then ASHA and the noise floor: a long run cut short keeps what matters most
         order = [w for w in ("none", "asha", "rerun", "patience") if w in ways]
-        results = {way: run_way(way, args.quick, tmp, asha, args.schedule, args.lrs, (args.epochs, args.max_steps))
+        results = {way: run_way(way, args.quick, tmp, asha, args.schedule, args.lrs, (args.epochs, args.max_steps),
+                                  args.seed)
                    for way in order}
     ref = results["none"]
     print(f"LM word sweep, {ref.trials} trials a way ({'quick' if args.quick else 'full'}, budget {args.epochs:g} "
