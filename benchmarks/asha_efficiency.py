@@ -97,7 +97,7 @@ DROPOUTS = {"lr-dropout": (0.1, 0.4)}
 
 
 def sweep_spec(storage: Path, way: str, quick: bool, asha: dict[str, Any] | None = None,
-               schedule: str = "wsd", lrs: str = "grid", budget: tuple[float, int] = BUDGET,
+               schedule: str = "wsd", lrs: str = "lr-dropout", budget: tuple[float, int] = BUDGET,
                seed: int = 0) -> dict[str, Any]:
     epochs, cap = budget
     stopping: dict[str, Any] = {
@@ -150,8 +150,7 @@ class Outcome:
 def run_way(way: str, quick: bool, tmp: Path, asha: dict[str, Any], schedule: str, lrs: str,
             budget: tuple[float, int], seed: int = 0) -> Outcome:
     storage = tmp / way
-    spec = sweep_spec(storage, way, quick, asha, schedule, lrs, budget, seed)
-    outcome = run_sweep(parse_spec(spec), progress=False)
+    outcome = run_sweep(parse_spec(sweep_spec(storage, way, quick, asha, schedule, lrs, budget, seed)), progress=False)
     store = ResultsStore(outcome.storage)
     table = store.read_results()
     if way == "rerun" and lrs not in GRIDS:  # both seeds trained: judge the second one's trials only
