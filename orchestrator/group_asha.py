@@ -20,6 +20,12 @@ are Ray's own, with three differences that make them judge what the fit scores, 
   (a no-stopping LM sweep replayed offline, 12 configurations a shard: 38-54% of the compute in plan order,
   21-38% shuffled; the best configuration kept on 0-4 of 5 shards either way).
 
+With ``synchronous=True`` a group's rungs are decided by synchronous successive halving instead
+(``orchestrator.sync_halving``): a trial that reaches a rung pauses until every configuration of its group has
+reached the rung or ended, then the best 1/reduction_factor of them resume and the rest stop. The group sizes come
+from the plan (``group_sizes``). Async ASHA judges each arrival on the few that came before it, which with fewer
+workers than configurations in a group promotes too many (see ``orchestrator.sync_halving``).
+
 Tune does not save scheduler state with the experiment (``Tuner.restore`` starts schedulers fresh), so the
 rungs, the trial-to-group map and the set of finished trials are persisted to ``state_path`` (a local path or any
 pyarrow filesystem URI, e.g. ``s3://bucket/...?endpoint_override=...``) and reloaded when ``Tuner.restore``
@@ -42,8 +48,10 @@ import pyarrow.fs as pafs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from orchestrator.budgets import asha_rungs
 from orchestrator.contract import PLAN_KEY, TrialPlan, TrialReport
 from orchestrator.ray_internals import asha_restore, asha_rung_entries, asha_state, asha_trials
+from orchestrator.sync_halving import HalvingGroup
 from sweepstore import redact, resolve, write_atomic
 
 if TYPE_CHECKING:
@@ -96,8 +104,16 @@ class GroupedASHAScheduler(FIFOScheduler):
         reduction_factor: float = 4,
         brackets: int = 1,
         state_path: str | None = None,
+        synchronous: bool = False,
+        group_sizes: dict[Hashable, int] | None = None,
     ) -> None:
         super().__init__()
+        if synchronous and group_sizes is None:
+            raise ValueError("synchronous per-group halving needs group_sizes: the configurations planned per group")
+        self._synchronous, self._group_sizes = synchronous, dict(group_sizes or {})
+        self._halving: dict[Hashable, HalvingGroup] = {}  # synchronous: each group's rungs
+        self._at_rung: dict[str, int] = {}  # synchronous: trial id -> the last rung it reached
+        self._resumable: set[str] = set()  # synchronous: paused trial ids whose configuration passed its rung
         self._group_fn, self._unit_fn = group_fn, unit_fn
         self._asha_kwargs = dict(time_attr=time_attr, max_t=max_t, grace_period=grace_period,
                                  reduction_factor=reduction_factor, brackets=brackets)
@@ -129,11 +145,14 @@ class GroupedASHAScheduler(FIFOScheduler):
     def metric(self) -> str | None:
         return self._metric
 
-    def _scheduler_for(self, trial: Trial) -> AsyncHyperBandScheduler:
+    def _group_of(self, trial: Trial) -> Hashable:
         key = self._group_of_trial.get(trial.trial_id)
         if key is None:
-            key = self._group_fn(trial.config)
-            self._group_of_trial[trial.trial_id] = key
+            key = self._group_of_trial[trial.trial_id] = self._group_fn(trial.config)
+        return key
+
+    def _scheduler_for(self, trial: Trial) -> AsyncHyperBandScheduler:
+        key = self._group_of(trial)
         if key not in self._groups:
             self._groups[key] = AsyncHyperBandScheduler(metric=self._metric, mode=self._mode,
                                                         **self._group_kwargs(trial))
@@ -148,6 +167,18 @@ class GroupedASHAScheduler(FIFOScheduler):
         if stopping is not None and stopping.asha_grace is not None and stopping.asha_max_t is not None:
             kwargs.update(grace_period=stopping.asha_grace, max_t=max(stopping.asha_max_t, stopping.asha_grace))
         return kwargs
+
+    def _halving_for(self, trial: Trial) -> HalvingGroup:
+        """The trial's group's synchronous rungs (created on its first trial)."""
+        key = self._group_of(trial)
+        if key not in self._halving:
+            if key not in self._group_sizes:
+                raise KeyError(f"synchronous per-group halving: group {key!r} is not in the planned group sizes")
+            kw = self._group_kwargs(trial)
+            self._halving[key] = HalvingGroup(asha_rungs(kw["grace_period"], kw["max_t"],
+                                                              kw["reduction_factor"]),
+                                              self._group_sizes[key], kw["reduction_factor"])
+        return self._halving[key]
 
     def _unit(self, trial: Trial) -> Configuration:
         unit = self._unit_of_trial.get(trial.trial_id)
@@ -195,10 +226,15 @@ class GroupedASHAScheduler(FIFOScheduler):
         together), not in the plan's: async ASHA assumes configurations reach a rung in random order, and a grid
         enumerated sorted is its worst case (ascending quality: every arrival beats the cut-off; descending: every
         later one is cut against the first)."""
-        pending = [t for t in tune_controller.get_trials() if t.status == Trial.PENDING]
+        trials = tune_controller.get_trials()
+        if self._synchronous:  # a paused trial resumes once its rung passed it, never before
+            for t in trials:
+                if t.status == Trial.PAUSED and t.trial_id in self._resumable:
+                    return t
+        pending = [t for t in trials if t.status == Trial.PENDING]
         if pending:
             return min(pending, key=self._start_rank)
-        return super().choose_trial_to_run(tune_controller)
+        return None if self._synchronous else super().choose_trial_to_run(tune_controller)
 
     def _start_rank(self, trial: Trial) -> tuple[str, str]:
         rank = self._start_ranks.get(trial.trial_id)
@@ -219,10 +255,16 @@ class GroupedASHAScheduler(FIFOScheduler):
                 log.warning("trial %s had finished before the sweep was interrupted; not running it again", trial)
                 trial.set_status(Trial.TERMINATED)
             return
-        self._join(tune_controller, self._scheduler_for(trial), trial)
+        if self._synchronous:
+            self._halving_for(trial)
+            self._join_sync(trial)
+        else:
+            self._join(tune_controller, self._scheduler_for(trial), trial)
         # not saved here: a trial without results needs no state, and a restore adds it again anyway
 
     def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
+        if self._synchronous:
+            return self._sync_result(tune_controller, trial, result)
         sched = self._scheduler_for(trial)
         before = _signature(sched)
         unit = self._join(tune_controller, sched, trial)
@@ -244,6 +286,13 @@ class GroupedASHAScheduler(FIFOScheduler):
         return action
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
+        if self._synchronous:
+            if result:
+                self._sync_result(tune_controller, trial, result, final=True)
+            self._sync_end(tune_controller, trial)
+            self._completed.add(trial.trial_id)
+            self._save()
+            return
         sched = self._scheduler_for(trial)
         unit = self._unit(trial)
         ranked = self._ranked(trial, result)
@@ -257,14 +306,87 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._save()  # before the results callback writes the row: a stored row implies a saved completion
 
     def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._leave(self._scheduler_for(trial), trial)
+        if self._synchronous:
+            self._sync_end(tune_controller, trial)
+            self._save()
+        else:
+            self._leave(self._scheduler_for(trial), trial)
 
     def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._leave(self._scheduler_for(trial), trial)
+        self.on_trial_remove(tune_controller, trial)
+
+    # --- synchronous halving: pause at a rung until the group's rung is decided ---------------------------
+    def _sync_result(self, tune_controller: TuneController, trial: Trial, result: dict, final: bool = False) -> str:
+        """Record the configuration at each rung its trials reached; PAUSE while the rung waits for the rest of
+        the group, STOP when it cut the configuration, CONTINUE otherwise. ``final``: the trial's last result
+        (it counts at a rung it reached, and nothing is paused)."""
+        group = self._halving_for(trial)
+        unit = self._join_sync(trial)
+        ranked = self._ranked(trial, result)
+        if ranked is None:
+            return TrialScheduler.CONTINUE
+        self._resumable.discard(trial.trial_id)
+        step = float(result[self._asha_kwargs["time_attr"]])
+        while True:
+            rung = group.pending_rung(unit)
+            if unit in group.stopped:
+                return TrialScheduler.STOP
+            if rung is None or step < group.milestones[rung]:
+                return TrialScheduler.CONTINUE
+            self._at_rung[trial.trial_id] = rung
+            live = self._live.get(unit) or {trial.trial_id}
+            if all(self._at_rung.get(t, -1) >= rung for t in live):  # every seed is there: the median is final
+                group.record(unit, ranked[self._metric])
+                self._enact(tune_controller, group.decide(), trial)
+                self._save()
+            if group.waiting(unit):
+                return TrialScheduler.CONTINUE if final else TrialScheduler.PAUSE
+            if group.pending_rung(unit) == rung:  # a sibling seed has not reached the rung yet
+                return TrialScheduler.CONTINUE if final else TrialScheduler.PAUSE
+
+    def _join_sync(self, trial: Trial) -> Hashable:
+        unit = self._unit(trial).trial_id
+        if trial.trial_id not in self._completed:
+            self._live.setdefault(unit, set()).add(trial.trial_id)
+        return unit
+
+    def _sync_end(self, tune_controller: TuneController, trial: Trial) -> None:
+        """The trial trains no more; with its last seed, its configuration stops holding up its group's rung."""
+        group = self._halving_for(trial)
+        unit = self._unit(trial).trial_id
+        live = self._live.get(unit, set())
+        live.discard(trial.trial_id)
+        self._resumable.discard(trial.trial_id)
+        if not live:
+            group.end(unit)
+        elif (rung := group.pending_rung(unit)) is not None and all(self._at_rung.get(t, -1) >= rung for t in live):
+            values = [self._best[t] for t in self._seeds[unit] if t in self._best]  # as _ranked: every seed
+            group.record(unit, statistics.median(values) if values else math.inf)
+        self._enact(tune_controller, group.decide(), trial)
+
+    def _enact(self, tune_controller: TuneController, decided: tuple[set[Hashable], set[Hashable]],
+               current: Trial) -> None:
+        """Resume the paused trials of configurations a rung passed; stop the paused ones of those it cut (the
+        trial whose result is being handled gets its decision through the return value)."""
+        passed, cut = decided
+        if not passed and not cut:
+            return
+        trials = {t.trial_id: t for t in tune_controller.get_trials()}
+        for unit in passed | cut:
+            for tid in sorted(self._live.get(unit, ())):
+                t = trials.get(tid)
+                if t is None or tid == current.trial_id or t.status not in (Trial.PAUSED, Trial.PENDING):
+                    continue
+                if unit in cut:
+                    self._num_stopped += 1
+                    tune_controller.stop_trial(t)
+                elif t.status == Trial.PAUSED:
+                    self._resumable.add(tid)
+        self._num_stopped += sum(current.trial_id in self._live.get(u, ()) for u in cut)
 
     # --- introspection ---------------------------------------------------------------------------------
     def group_count(self) -> int:
-        return len(self._groups)
+        return len(self._halving if self._synchronous else self._groups)
 
     def debug_string(self) -> str:
         return f"GroupedASHA: {len(self._groups)} groups, {self._num_stopped} trials stopped"
@@ -274,7 +396,8 @@ class GroupedASHAScheduler(FIFOScheduler):
         return {"groups": {k: asha_state(s) for k, s in self._groups.items()},
                 "group_of_trial": self._group_of_trial, "completed": self._completed,
                 "num_stopped": self._num_stopped, "unit_of_trial": self._unit_of_trial, "seeds": self._seeds,
-                "live": self._live, "best": self._best, "stopped_at": self._stopped_at}
+                "live": self._live, "best": self._best, "stopped_at": self._stopped_at,
+                "halving": self._halving, "at_rung": self._at_rung, "resumable": self._resumable}
 
     def _location(self) -> tuple[pafs.FileSystem, str]:
         if self._fs is None:
@@ -311,6 +434,8 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._unit_of_trial = state.get("unit_of_trial", {})
         self._seeds, self._live = state.get("seeds", {}), state.get("live", {})
         self._best, self._stopped_at = state.get("best", {}), state.get("stopped_at", {})
+        self._halving, self._at_rung = state.get("halving", {}), state.get("at_rung", {})
+        self._resumable = set(state.get("resumable", ()))
 
     def _load(self) -> None:
         if self._state_path is None:
@@ -343,5 +468,6 @@ class GroupedASHAScheduler(FIFOScheduler):
         # Tuner.restore unpickles the scheduler as it was when the sweep started; bring back the rungs.
         self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, "_unit_fn": configuration_of,
                               "_unit_of_trial": {}, "_seeds": {}, "_live": {}, "_best": {}, "_stopped_at": {},
-                              "_start_ranks": {}, **state})
+                              "_start_ranks": {}, "_synchronous": False, "_group_sizes": {}, "_halving": {},
+                              "_at_rung": {}, "_resumable": set(), **state})
         self._load()

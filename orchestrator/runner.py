@@ -214,7 +214,10 @@ def restore_tuner(experiment: str, trainable: Any, fs: pafs.FileSystem) -> tune.
                               storage_filesystem=fs)
 
 
-def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str) -> tune.schedulers.TrialScheduler:
+def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str,
+               trials: list[TrialPlan] | None = None) -> tune.schedulers.TrialScheduler:
+    """Per-group ASHA (or, with ``synchronous``, per-group successive halving over ``trials``, the run's plan),
+    or first-in-first-out when early stopping is off."""
     rungs = {d.early_stopping.model_dump_json(exclude={"max_steps", "eval_every", "patience", "min_delta"})
              for d in spec.domains.values()}
     if len(rungs) > 1:
@@ -224,11 +227,19 @@ def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str) -> tun
     stopping = next(iter(spec.domains.values())).early_stopping
     if not stopping.enabled:
         return RecordedFIFOScheduler(results_uri)
-    return GroupedASHAScheduler(GroupKey(stopping.group_by), time_attr=TrialReport.TIME_ATTR,
+    group = GroupKey(stopping.group_by)
+    sizes = None
+    if stopping.synchronous:  # configurations (not seeds) per group: what each group's first rung waits for
+        configs: dict[Any, set[str]] = {}
+        for t in trials or ():
+            configs.setdefault(group({PLAN_KEY: t.to_config()}), set()).add(t.config_key)
+        sizes = {key: len(keys) for key, keys in configs.items()}
+    return GroupedASHAScheduler(group, time_attr=TrialReport.TIME_ATTR,
                                 metric=TrialReport.OBJECTIVE, mode="min",
                                 max_t=max(d.max_steps() for d in spec.domains.values()),
                                 grace_period=stopping.grace_steps(), reduction_factor=stopping.reduction_factor,
-                                brackets=stopping.brackets, state_path=state_path)
+                                brackets=stopping.brackets, state_path=state_path,
+                                synchronous=stopping.synchronous, group_sizes=sizes)
 
 
 class RecordedFIFOScheduler(tune.schedulers.FIFOScheduler):
@@ -404,6 +415,7 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
         fit(make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),
-                       _scheduler(spec, asha_state_uri(storage, name), storage), storage, reuse_actors=reuse_actors))
+                       _scheduler(spec, asha_state_uri(storage, name), storage, todo), storage,
+                       reuse_actors=reuse_actors))
     return SweepOutcome(storage=storage, planned=len(trials), ran=len(todo), skipped=len(trials) - len(todo),
                         tune_seconds=time.monotonic() - started)

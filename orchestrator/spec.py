@@ -183,7 +183,13 @@ class EarlyStopping(_Strict):
     optional ``min_steps``/``max_steps`` bounds (``Budget``); ASHA's resource is always steps, set per group.
     Nothing stops a trial before its grace period, neither ASHA nor patience (also with ``enabled: false``): a
     high learning rate's first evaluations wander before they fall, and judged there the eventual best of a shard
-    was stopped within its first 20 steps (``benchmarks/asha_efficiency.py``)."""
+    was stopped within its first 20 steps (``benchmarks/asha_efficiency.py``).
+
+    ``synchronous: true`` decides each group's rungs by successive halving instead of async ASHA: a trial that
+    reaches a rung pauses (its worker goes to other trials) until every configuration of its group has reached the
+    rung or ended, then the best 1/reduction_factor go on. Choose it when a group has more configurations than the
+    sweep has workers, where async ASHA judges each arrival on the few before it and promotes too many
+    (``orchestrator.sync_halving``); it needs the whole plan up front, so not with ``strategy: adaptive``."""
 
     metric: str = "primary"  # "primary" = each family's primary metric; else a metric name all families report
     grace_period: Length = 100
@@ -196,6 +202,7 @@ class EarlyStopping(_Strict):
     group_by: tuple[Literal["domain", "family", "fraction", "width", "config"], ...] = (
         "domain", "family", "fraction", "width")
     enabled: bool = True  # false: no ASHA (every trial runs to patience / max_steps)
+    synchronous: bool = False  # true: successive halving inside each group (trials pause at rungs)
 
     @model_validator(mode="after")
     def _consistent(self) -> EarlyStopping:
@@ -413,6 +420,16 @@ class SweepSpec(_Strict):
     max_failures: int = Field(2, ge=0)  # retries per trial, each resuming from its last checkpoint
     seed: int = 0  # for random hyperparameter draws
     strategy: Strategy = GridStrategy()  # grid: every planned trial; adaptive: orchestrator.adaptive
+
+    @model_validator(mode="after")
+    def _halving_needs_the_plan(self) -> SweepSpec:
+        if self.strategy.kind == "adaptive":
+            synchronous = sorted(n for n, d in self.domains.items()
+                                 if d.early_stopping.enabled and d.early_stopping.synchronous)
+            if synchronous:
+                raise ValueError(f"domains {synchronous}: early_stopping.synchronous needs every trial planned up "
+                                 "front; strategy adaptive picks them one at a time (use synchronous: false)")
+        return self
 
     def storage_uri(self, base: Path | None = None) -> str:
         """Storage as an absolute path (relative paths resolve against the spec's folder) or a URI."""

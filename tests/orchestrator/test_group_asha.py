@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
+from pathlib import Path
 
 import pyarrow.fs as pafs
+import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
+from fitting.store import ResultsStore
 from orchestrator.group_asha import GroupedASHAScheduler, load_state
-from orchestrator.runner import GroupKey, asha_state_uri
+from orchestrator.runner import GroupKey, asha_state_uri, run_sweep
+from orchestrator.spec import parse_spec
 from sweepstore import resolve
 from tests.orchestrator.plans import make_plan, stub_trial
+from tests.orchestrator.test_sweep import spec_data, stored
+from tests.orchestrator.test_sync_halving import halving_by_hand
 
 ASHA = dict(time_attr="steps", metric="objective", mode="min", max_t=81, grace_period=1, reduction_factor=3)
 FIELDS = ("domain", "family", "fraction", "width")
@@ -277,13 +284,18 @@ def test_a_configuration_is_judged_by_the_median_of_its_seeds_and_stops_as_one(t
 
 
 class Controller:
-    """What ``choose_trial_to_run`` reads from Tune's controller: its trials, in the plan's order."""
+    """What the scheduler asks of Tune's controller: its trials (in the plan's order), and, in synchronous mode,
+    to stop one."""
 
     def __init__(self, trials: list[Trial]) -> None:
-        self.trials = trials
+        self.trials, self.stopped = trials, []
 
     def get_trials(self) -> list[Trial]:
         return self.trials
+
+    def stop_trial(self, trial: Trial) -> None:
+        self.stopped.append(trial.trial_id)
+        trial.set_status(Trial.TERMINATED)
 
 
 def test_trials_start_shuffled_by_configuration_with_seeds_together() -> None:
@@ -313,3 +325,84 @@ def test_trials_start_shuffled_by_configuration_with_seeds_together() -> None:
     assert sched.choose_trial_to_run(Controller(trials)) is paused
     pending.set_status(Trial.PENDING)
     assert sched.choose_trial_to_run(Controller(trials)) is pending
+
+
+@pytest.mark.slow
+def test_synchronous_halving_pauses_trials_at_rungs_and_decides_as_successive_halving(
+        corpus_dir: Path, ray_session: None, tmp_path: Path) -> None:
+    """A real sweep with ``synchronous: true``: 5 configurations a group on 2 workers. Every group's stops are
+    those successive halving makes on the recorded learning curves (best so far at the rungs, steps 10 and 20),
+    and the trials it passed ran on from their pause to the budget."""
+    data = spec_data(corpus_dir, tmp_path, "sync", shards={"base": 2, "from": -1, "to": 0}, widths=[8],
+                     hparams={"batch_size": 8, "bptt": 16, "lr": {"grid": [0.001, 0.003, 0.01, 0.03, 0.1]}},
+                     early_stopping={"grace_period": 10, "reduction_factor": 2, "max_steps": 40, "eval_every": 10,
+                                     "patience": None, "synchronous": True})
+    run_sweep(parse_spec(data), progress=False)
+    rows = stored(tmp_path)
+    assert len(rows) == 10
+    store = ResultsStore(str(tmp_path))
+    for fraction in {r["fraction"] for r in rows}:
+        group = {r["config_key"]: r for r in rows if r["fraction"] == fraction}
+        curves, steps = {}, {}
+        for key, r in group.items():
+            history = store.read_history(r["trial_key"]).to_pylist()
+            steps[key] = [h["steps"] for h in history]
+            values = [json.loads(h["metrics"])[r["metric"]] for h in history]
+            curves[key] = [min(values[:i + 1]) for i in range(2) if i < len(values)]
+        assert all(s == [10 * (i + 1) for i in range(len(s))] for s in steps.values()), steps  # resumed, in order
+        expected = halving_by_hand(curves, [10, 20], 2)  # 5 -> 3 -> 2
+        assert sorted(expected.values()) == [0, 0, 1, 2, 2]
+        assert {k: r["steps"] for k, r in group.items()} == {k: (10, 20, 40)[rung] for k, rung in expected.items()}
+        assert {k: r["stop_reason"] for k, r in group.items()} == {
+            k: "asha" if rung < 2 else "max_steps" for k, rung in expected.items()}
+
+
+def report(sched: GroupedASHAScheduler, tune: Controller, trial: Trial, steps: int, value: float) -> str:
+    """One result through the scheduler; the trial's status follows the decision as Tune would set it."""
+    trial.set_status(Trial.RUNNING)
+    action = sched.on_trial_result(tune, trial, {"steps": steps, "objective": value})
+    trial.set_status({TrialScheduler.PAUSE: Trial.PAUSED, TrialScheduler.STOP: Trial.TERMINATED}.get(
+        action, Trial.RUNNING))
+    return action
+
+
+def test_synchronous_rungs_wait_for_the_group_survive_a_restore_and_resume_the_passed(tmp_path) -> None:
+    state = str(tmp_path / "asha.pkl")
+    sizes = {GroupKey(FIELDS)(make_trial("a").config): 3}
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, synchronous=True, group_sizes=sizes, **ASHA)
+    a, b, c = trials = [make_trial(k) for k in "abc"]
+    tune = Controller(trials)
+    for t in trials:
+        sched.on_trial_add(tune, t)
+    assert report(sched, tune, a, 1, 0.5) == TrialScheduler.PAUSE  # rung 1 (step 1) waits for b and c
+    assert report(sched, tune, b, 1, 2.0) == TrialScheduler.PAUSE
+    assert sched.choose_trial_to_run(tune) is c  # nothing paused may resume yet: the pending one starts
+
+    # the driver dies; Tuner.restore unpickles the scheduler as it started, the rungs come back from disk
+    restored = pickle.loads(pickle.dumps(
+        GroupedASHAScheduler(GroupKey(FIELDS), state_path=state, synchronous=True, group_sizes=sizes, **ASHA)))
+    for t in trials:
+        restored.on_trial_add(tune, t)
+    assert report(restored, tune, c, 1, 1.0) == TrialScheduler.STOP  # 3 reached it: ceil(3 / 3) = 1 goes on
+    assert tune.stopped == ["b"]  # the paused loser stops; the winner resumes, before any pending trial
+    assert restored.choose_trial_to_run(tune) is a
+    assert report(restored, tune, a, 2, 0.4) == TrialScheduler.CONTINUE
+    # a is alone at the later rungs: it passes them without waiting
+    assert report(restored, tune, a, 3, 0.3) == TrialScheduler.CONTINUE
+
+
+def test_synchronous_seeds_of_a_configuration_reach_the_rung_together() -> None:
+    plans = [make_plan(f"{cfg}-s{seed}", config_key=cfg, seed=seed) for cfg in "xy" for seed in (0, 1)]
+    trials = [stub_trial(p) for p in plans]
+    x0, x1, y0, y1 = trials
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), synchronous=True,
+                                 group_sizes={GroupKey(FIELDS)(x0.config): 2}, **ASHA)
+    tune = Controller(trials)
+    for t in trials:
+        sched.on_trial_add(tune, t)
+    assert report(sched, tune, x0, 1, 1.0) == TrialScheduler.PAUSE
+    assert report(sched, tune, y0, 1, 0.1) == TrialScheduler.PAUSE  # y's second seed is not there: no decision
+    assert report(sched, tune, x1, 1, 3.0) == TrialScheduler.PAUSE
+    # y's median over seeds (0.1, 5.0) is 2.55, x's (1.0, 3.0) is 2.0: x goes on, both of y's seeds stop
+    assert report(sched, tune, y1, 1, 5.0) == TrialScheduler.STOP
+    assert tune.stopped == ["y-s0"] and sched.choose_trial_to_run(tune) in (x0, x1)
