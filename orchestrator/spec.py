@@ -189,7 +189,8 @@ class EarlyStopping(_Strict):
     reaches a rung pauses (its worker goes to other trials) until every configuration of its group has reached the
     rung or ended, then the best 1/reduction_factor go on. Choose it when a group has more configurations than the
     sweep has workers, where async ASHA judges each arrival on the few before it and promotes too many
-    (``orchestrator.sync_halving``); it needs the whole plan up front, so not with ``strategy: adaptive``."""
+    (``orchestrator.sync_halving``). It needs the whole plan up front, so not with ``strategy: adaptive``, and
+    trials of one process (not ``resources.workers`` > 1: pausing a data-parallel run is not supported yet)."""
 
     metric: str = "primary"  # "primary" = each family's primary metric; else a metric name all families report
     grace_period: Length = 100
@@ -422,13 +423,17 @@ class SweepSpec(_Strict):
     strategy: Strategy = GridStrategy()  # grid: every planned trial; adaptive: orchestrator.adaptive
 
     @model_validator(mode="after")
-    def _halving_needs_the_plan(self) -> SweepSpec:
-        if self.strategy.kind == "adaptive":
-            synchronous = sorted(n for n, d in self.domains.items()
-                                 if d.early_stopping.enabled and d.early_stopping.synchronous)
-            if synchronous:
-                raise ValueError(f"domains {synchronous}: early_stopping.synchronous needs every trial planned up "
-                                 "front; strategy adaptive picks them one at a time (use synchronous: false)")
+    def _synchronous_halving_fits(self) -> SweepSpec:
+        synchronous = {n: d for n, d in self.domains.items()
+                       if d.early_stopping.enabled and d.early_stopping.synchronous}
+        if synchronous and self.strategy.kind == "adaptive":
+            raise ValueError(f"domains {sorted(synchronous)}: early_stopping.synchronous needs every trial planned up "
+                             "front; strategy adaptive picks them one at a time (use synchronous: false)")
+        parallel = sorted(n for n, d in synchronous.items()
+                          if d.resources.workers > 1 or any((r.workers or 1) > 1 for r in d.resources.rules))
+        if parallel:  # a paused Ray Train run would keep its workers' resources: not supported yet
+            raise ValueError(f"domains {parallel}: early_stopping.synchronous pauses trials at rungs, which "
+                             "data-parallel trials (resources workers > 1) do not support yet; use synchronous: false")
         return self
 
     def storage_uri(self, base: Path | None = None) -> str:

@@ -63,13 +63,18 @@ def test_malformed_spec_names_field_value_and_allowed(path: str, value: object, 
         assert fragment in str(err.value), str(err.value)
 
 
-def test_synchronous_halving_is_refused_with_an_adaptive_strategy() -> None:
+def test_synchronous_halving_is_refused_with_an_adaptive_strategy_or_data_parallel_trials() -> None:
     data = spec_with("domains.lm.early_stopping", {"synchronous": True})
     assert parse_spec(data).domains["lm"].early_stopping.synchronous
     data["strategy"] = {"kind": "adaptive", "target": {"beta_g_halfwidth": 0.02}, "budget": {"gpu_hours": 1}}
     with pytest.raises(SpecError) as err:
         parse_spec(data)
     assert "domains ['lm']: early_stopping.synchronous needs every trial planned up front" in str(err.value)
+    data = spec_with("domains.lm.early_stopping", {"synchronous": True})
+    data["domains"]["lm"]["resources"] = {"rules": [{"min_width": 32, "workers": 2}]}
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    assert "domains ['lm']: early_stopping.synchronous pauses trials at rungs" in str(err.value)
 
 
 def test_plugin_checks_name_domain_family_and_hparams() -> None:
