@@ -1,8 +1,9 @@
 """What per-group ASHA saves, and what it costs the fit: one LM sweep run four ways on local Ray.
 
 The same planned trials (word LSTM on the quickstart's offline English, wsd schedule, 5 nested shards x 2 widths x
-3 learning rates x 2 dropouts: 6 configurations per (shard, width), 12 per shard) run with per-group ASHA plus each
-trial's patience (the default), with patience only, with no early stopping (every trial to its budget), and with no
+4 learning rates x 3 dropouts: 12 configurations per (shard, width), 24 per shard) run with per-group early
+stopping plus each trial's patience (the default: synchronous successive halving per shard, ``ASHA``), with
+patience only, with no early stopping (every trial to its budget), and with no
 early stopping again under another trial seed ("rerun": the noise floor, how often no stopping agrees with itself).
 Budgets are per shard (``{epochs: 12}``, ``BUDGET``), so the small shards are not trained for hundreds of epochs
 and the largest is trained to its minimum. Reported for each way, as a fraction of no early stopping: compute
@@ -14,16 +15,19 @@ the best (the 95 % band of two trials' difference). From the no-stopping learnin
 rank-consistent early stopping (ASHA, successive halving, median stopping) needs to keep every shard's best
 (``rank_bound``).
 
-``--lrs`` picks the configurations: ``lr-dropout`` (the default) searches the regularization axis issue 13 asks
-of the presets, and its best configurations are set apart by more than seed noise; ``grid`` is 6 learning rates
+``--lrs`` picks the configurations: ``wide`` (the default) crosses learning rates 0.003-0.1 with dropouts 0.2-0.6,
+so that most shards' best learning rate and dropout lie inside the searched ranges (``lr-dropout``, 0.003-0.03
+x 0.1 and 0.4, had the best learning rate at its top edge on 4 of 5 shards and the best dropout on 5 of 5, the fit's
+``hparam_at_edge`` warnings); ``grid`` is 6 learning rates
 in 1-3-10 steps, ``grid2`` a factor 2 apart, ``random`` 6 log-uniform draws in [0.002, 0.05]. On the learning-
 rate-only designs the optimum is flat and "same best" says which of two equal configurations a seed favoured.
 Ways already stored under ``--keep`` are reused (the none and rerun ways hold no ASHA setting), so ASHA variants
-cost one ASHA run each: ``--grace-epochs``, ``--grace-min-steps``, ``--reduction-factor``, ``--patience``.
+cost one ASHA run each: ``--grace-epochs``, ``--grace-min-steps``, ``--reduction-factor``, ``--patience``,
+``--no-synchronous`` (Ray's async ASHA inside each group).
 
 Target (issue 13): ASHA ≤ 25% of the no-stopping compute, |Δβ_g| ≤ 0.01, same best configuration on ≥ 80% of shards.
 
-    python benchmarks/asha_efficiency.py [--quick] [--cpus 2] [--lrs lr-dropout|grid|grid2|random] [--seed 0]
+    python benchmarks/asha_efficiency.py [--quick] [--cpus 2] [--lrs wide|lr-dropout|grid|grid2|random] [--seed 0]
                                          [--ways asha,rerun] [--epochs 12] [--max-steps 1200] [--keep DIR]
 """
 
@@ -80,7 +84,7 @@ from orchestrator.spec import parse_spec
 # still improving at the cap): ASHA 26.3% / 0.0076 / 3 of 5; in the plan's sorted start order (before this
 # scheduler shuffled starts) 43.9% / 4 of 5; random draws and cosine 21.6-22.8%, 1 of 5; grid2 31.3%, 2 of 5.
 ASHA = {"grace_period": {"epochs": 0.125, "min_steps": 50}, "reduction_factor": 4, "patience": 8,
-        "group_by": ["domain", "family", "fraction"]}
+        "group_by": ["domain", "family", "fraction"], "synchronous": True}
 # every trial's budget: (epochs of its shard, step ceiling). 12 epochs at every shard: the earlier (6, 300) gave the
 # largest shard 3 epochs, and the best configurations of the two largest shards were still improving at the cap
 # (converged False), the under-trained shard points issue 13 is about; at 12 epochs the largest shard's best reaches
@@ -92,12 +96,12 @@ WAYS = ("asha", "patience", "none", "rerun")
 # learning rates as users grid them: log-spaced around the word LSTM's best Adam rate, in 1-3-10 steps ("grid", a
 # factor ~3 apart) or a factor 2 apart ("grid2"); "lr-dropout" crosses three of them with two dropouts (DROPOUTS)
 GRIDS = {"grid": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1), "grid2": (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
-         "lr-dropout": (0.003, 0.01, 0.03)}
-DROPOUTS = {"lr-dropout": (0.1, 0.4)}
+         "lr-dropout": (0.003, 0.01, 0.03), "wide": (0.003, 0.01, 0.03, 0.1)}
+DROPOUTS = {"lr-dropout": (0.1, 0.4), "wide": (0.2, 0.4, 0.6)}
 
 
 def sweep_spec(storage: Path, way: str, quick: bool, asha: dict[str, Any] | None = None,
-               schedule: str = "wsd", lrs: str = "lr-dropout", budget: tuple[float, int] = BUDGET,
+               schedule: str = "wsd", lrs: str = "wide", budget: tuple[float, int] = BUDGET,
                seed: int = 0) -> dict[str, Any]:
     epochs, cap = budget
     stopping: dict[str, Any] = {
@@ -244,8 +248,10 @@ def main() -> None:
                     help="evaluations without improvement before a trial stops (asha and patience ways)")
     ap.add_argument("--reduction-factor", type=float, default=ASHA["reduction_factor"])
     ap.add_argument("--per-width", action="store_true", help="ASHA groups per (shard, width), not per shard")
+    ap.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=ASHA.get("synchronous", False),
+                    help="successive halving inside each group (trials pause at rungs) instead of async ASHA")
     ap.add_argument("--schedule", default="wsd", help="the learning-rate schedule of every trial (cosine, wsd, ...)")
-    ap.add_argument("--lrs", choices=(*GRIDS, "random"), default="lr-dropout",
+    ap.add_argument("--lrs", choices=(*GRIDS, "random"), default="wide",
                     help=f"configurations: learning-rate grids {GRIDS} (lr-dropout: x dropouts {DROPOUTS}), or 6 "
                          "log-uniform draws in [0.002, 0.05]")
     ap.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {WAYS} (none always runs)")
@@ -259,7 +265,7 @@ def main() -> None:
     if unknown:
         ap.error(f"--ways: unknown {sorted(unknown)}; allowed: {', '.join(WAYS)}")
     asha = {**ASHA, "grace_period": {"epochs": args.grace_epochs, "min_steps": args.grace_min_steps},
-            "reduction_factor": args.reduction_factor, "patience": args.patience}
+            "reduction_factor": args.reduction_factor, "patience": args.patience, "synchronous": args.synchronous}
     if args.per_width:
         asha["group_by"] = ["domain", "family", "fraction", "width"]
     init_ray(num_cpus=args.cpus)
