@@ -52,32 +52,36 @@ from fitting.store import ResultsStore
 from orchestrator.runner import init_ray, run_sweep
 from orchestrator.spec import parse_spec
 
-# per-group ASHA as the benchmark runs it by default: rungs from an eighth of an epoch of the shard but not before
-# step 50, reduction factor 4, the configurations of one shard compared across widths; evaluations every eighth of
-# an epoch, patience 8 (a pass over the shard without improvement); nothing stops a trial before its grace period.
-# Measured on the 2-core machine, otherwise idle, 60 trials a way (12 epochs a trial up to 1,200 steps, wsd,
-# lr-dropout; none 226-233 s), `python benchmarks/asha_efficiency.py --keep DIR [--seed 1]`, logs /tmp/s11/*.log:
-#   seed 0 (rerun: 1)  compute  wall  |dbeta_g|  |dbeta_p|  same best  within seed noise  largest error gap
-#   asha                29.7%    35%    0.0011     0.104      3 of 5      4 of 5            0.93%
-#   patience            85.9%    91%    0.0000     0.000      5 of 5      5 of 5            0.29%
-#   rerun              100.0%   101%    0.0014     0.202      4 of 5      5 of 5            0.28%
-#   seed 1 (rerun: 2)
-#   asha                29.5%    39%    0.0009     0.000      3 of 5      5 of 5            0.86%
-#   patience            87.6%    92%    0.0003     0.000      4 of 5      5 of 5            0.09%
-#   rerun              100.0%    97%    0.0007     0.202      3 of 5      5 of 5            0.60%
-# Least compute of any rank-consistent stopping that keeps every shard's best: 20.1% (seed 0; per shard 23 / 22 /
-# 19 / 18 / 21 %), 23.0% (seed 1). |dbeta_g| meets the target; compute and "same best" do not, and no setting met
-# both (seed 0, ASHA way, same none and rerun): grace floor 50 / rf 4 / patience 3: 25.8%, 2 of 5; floor 2 /
-# patience 8: 19.1%, 2 of 5. The bound explains why: on the largest shards the eventual best (w32, lr 0.03,
-# dropout 0.4: dropout learns slower) ranks second of 12 until 60-80% of the budget, so keeping it means keeping two
-# configurations to the end, while ASHA's last rungs keep one; and no stopping under another seed picks the same
-# best on only 3-4 of 5 shards: the top two end 0.3-0.5% apart against a seed band of 0.9-1.0%.
-# Before patience waited for the grace period (grace floor 50, patience 3): ASHA 23.2%, 2 of 5; patience (3
-# evaluations, ~9 steps on shard 0.25) stopped the eventual best of shards 0.125 and 0.25 at steps 19-23, in the
-# first steps' transient, at 5.50 and 5.52 against 5.28 and 4.92 at the budget. A prototype that let async ASHA stop
-# a configuration only once as many recorded configurations beat it as synchronous halving keeps at that rung
-# (12 / rf^(rung+1)): 38.2% and 5 of 5 (floor 50, patience 8), 28.2% and 4 of 5 (floor 30), 20.3% and 2 of 5
-# (floor 20, patience 3); not adopted on one seed's evidence.
+# per-group early stopping as the benchmark runs it by default: synchronous successive halving per shard (every
+# configuration of a shard reaches a rung before any passes it; ``early_stopping.synchronous``), rungs from an eighth
+# of an epoch of the shard but not before step 50, reduction factor 4, the configurations of one shard compared
+# across widths; evaluations every eighth of an epoch, patience 8 (a pass over the shard without improvement);
+# nothing stops a trial before its grace period.
+# Measured on the 2-core machine, 120 trials a way (12 epochs a trial up to 1,200 steps, wsd, wide),
+# `python benchmarks/asha_efficiency.py --keep DIR [--seed 1] [--no-synchronous]`, logs /tmp/s12/*.log. Wall
+# times of runs that had the machine to themselves only (none, seed 0: 532 s):
+#   seed 0 (rerun: 1)   compute  wall  |dbeta_g|  |dbeta_p|  same best  within seed noise  largest error gap
+#   asha (synchronous)   24.3%    29%    0.0000     0.000      5 of 5      5 of 5            0.29%
+#   asha (async)         31.1%     -     0.0000     0.000      5 of 5      5 of 5            0.29%
+#   patience             84.1%     -     0.0000     0.000      5 of 5      5 of 5            0.29%
+#   rerun               100.0%     -     0.0012     0.202      4 of 5      5 of 5            0.36%
+#   seed 1 (the settings fixed before it ran)
+#   asha (synchronous)   23.6%  137 s    0.0000     0.000      5 of 5        -               0.00%
+#   asha (async)         31.5%  185 s    0.0000     0.000      5 of 5        -               0.00%
+# Least compute of any rank-consistent stopping that keeps every shard's best: 10.4% (seed 0), 11.5% (seed 1). The
+# synchronous decisions are deterministic (a second seed-0 run: the same 11,423 steps). Async ASHA (seed 0, 2 workers,
+# 24 configurations a shard) let 6-12 of 24 past the first rung (halving: 6) and ran 4 to the budget on shard 0.5
+# and 4 past step 760 on shard 1 (halving: 2 and 2): the first arrival at a rung always passes, and one passed is
+# never stopped at that rung again.
+# Replayed offline on the no-stopping curves (same rungs, no patience): grace floors 20 and 30 lose the best
+# configuration on 3-5 of 5 shards (the best of the small shards ranks 10th-21st of 24 until 40% of their budget);
+# on the earlier lr-dropout design (12 configurations a shard) synchronous halving spends 26% and keeps the best on
+# 2 of 5 shards (its top two ended 0.03-0.5% apart on 3 shards: ties that only running both to the end separates).
+# lr-dropout with async ASHA (60 trials a way, logs /tmp/s11/*.log): seed 0: 29.7%, |dbeta_g| 0.0011, 3 of 5 (within
+# seed noise 4 of 5), patience 85.9% 5 of 5, rerun 4 of 5; seed 1: 29.5%, 0.0009, 3 of 5, patience 87.6% 4 of 5,
+# rerun 3 of 5; rank bound 20.1% / 23.0%. Before patience waited for the grace period (grace floor 50, patience 3):
+# ASHA 23.2%, 2 of 5; patience (3 evaluations, ~9 steps on shard 0.25) stopped the eventual best of shards 0.125
+# and 0.25 at steps 19-23, in the first steps' transient, at 5.50 and 5.52 against 5.28 and 4.92 at the budget.
 # The 1-3-10 learning-rate grid (--lrs grid, before the grace floor; /tmp/s9/cool.log): ASHA 16.9% / 0.0000 /
 # 0.105 / 3 of 5 (gap 1.56%), patience 71.4% / 5 of 5, rerun 2 of 5: its optimum is flat (a shard's best two end
 # 0.06-0.7% apart against a 1.5% seed band). Earlier, at 6 epochs up to 300 steps (the two largest shards' best
