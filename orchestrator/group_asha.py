@@ -175,9 +175,8 @@ class GroupedASHAScheduler(FIFOScheduler):
             if key not in self._group_sizes:
                 raise KeyError(f"synchronous per-group halving: group {key!r} is not in the planned group sizes")
             kw = self._group_kwargs(trial)
-            self._halving[key] = HalvingGroup(asha_rungs(kw["grace_period"], kw["max_t"],
-                                                              kw["reduction_factor"]),
-                                              self._group_sizes[key], kw["reduction_factor"])
+            rungs = asha_rungs(kw["grace_period"], kw["max_t"], kw["reduction_factor"])
+            self._halving[key] = HalvingGroup(rungs, self._group_sizes[key], kw["reduction_factor"])
         return self._halving[key]
 
     def _unit(self, trial: Trial) -> Configuration:
@@ -389,7 +388,8 @@ class GroupedASHAScheduler(FIFOScheduler):
         return len(self._halving if self._synchronous else self._groups)
 
     def debug_string(self) -> str:
-        return f"GroupedASHA: {len(self._groups)} groups, {self._num_stopped} trials stopped"
+        kind = "synchronous halving" if self._synchronous else "ASHA"
+        return f"Grouped {kind}: {self.group_count()} groups, {self._num_stopped} trials stopped"
 
     # --- persistence (Tune does not restore scheduler state by itself) ---------------------------------
     def _state(self) -> dict[str, Any]:
