@@ -1,29 +1,27 @@
 """What per-group ASHA saves, and what it costs the fit: one LM sweep run four ways on local Ray.
 
-The same planned trials (word LSTM on the quickstart's offline English, wsd schedule, 5 nested shards x 2 widths x
-4 learning rates x 3 dropouts: 12 configurations per (shard, width), 24 per shard) run with per-group early
-stopping plus each trial's patience (the default: synchronous successive halving per shard, ``ASHA``), with
-patience only, with no early stopping (every trial to its budget), and with no
-early stopping again under another trial seed ("rerun": the noise floor, how often no stopping agrees with itself).
-Budgets are per shard (``{epochs: 12}``, ``BUDGET``), so the small shards are not trained for hundreds of epochs
-and the largest is trained to its minimum. Reported for each way, as a fraction of no early stopping: compute
-(Σ training tokens x parameters over trials, and wall time from the first trial's start to the last one's end),
-and against it: |Δβ_g|, |Δβ_p|, on how many shards the best configuration (width, learning rate, dropout) is the
-same, and the largest relative gap between a shard's best error and the no-stopping one (how much a different
-best costs). With the rerun: on how many shards each way's pick is, in the no-stopping run, within seed noise of
-the best (the 95 % band of two trials' difference). From the no-stopping learning curves: the least compute ANY
-rank-consistent early stopping (ASHA, successive halving, median stopping) needs to keep every shard's best
-(``rank_bound``).
+The same planned trials (word LSTM on the quickstart's offline English, wsd schedule, 5 nested shards x 2 widths x 4
+learning rates x 3 dropouts: 12 configurations per (shard, width), 24 per shard) run with per-group early stopping
+plus each trial's patience (the default: synchronous successive halving per shard, ``ASHA``), with patience only,
+with no early stopping (every trial to its budget), and with no early stopping again under another trial seed
+("rerun": the noise floor, how often no stopping agrees with itself). Budgets are per shard (``{epochs: 12}``,
+``BUDGET``), so the small shards are not trained for hundreds of epochs and the largest is trained to its minimum.
+Reported for each way, as a fraction of no early stopping: compute (Σ training tokens x parameters over trials, and
+wall time from the first trial's start to the last one's end), and against it: |Δβ_g|, |Δβ_p|, on how many shards
+the best configuration (width, learning rate, dropout) is the same, and the largest relative gap between a shard's
+best error and the no-stopping one (how much a different best costs). With the rerun: on how many shards each way's
+pick is, in the no-stopping run, within seed noise of the best (the 95 % band of two trials' difference). From the
+no-stopping learning curves: the least compute ANY rank-consistent early stopping (ASHA, successive halving, median
+stopping) needs to keep every shard's best (``rank_bound``).
 
 ``--lrs`` picks the configurations: ``wide`` (the default) crosses learning rates 0.003-0.1 with dropouts 0.2-0.6,
-so that most shards' best learning rate and dropout lie inside the searched ranges (``lr-dropout``, 0.003-0.03
-x 0.1 and 0.4, had the best learning rate at its top edge on 4 of 5 shards and the best dropout on 5 of 5, the fit's
-``hparam_at_edge`` warnings); ``grid`` is 6 learning rates
-in 1-3-10 steps, ``grid2`` a factor 2 apart, ``random`` 6 log-uniform draws in [0.002, 0.05]. On the learning-
-rate-only designs the optimum is flat and "same best" says which of two equal configurations a seed favoured.
-Ways already stored under ``--keep`` are reused (the none and rerun ways hold no ASHA setting), so ASHA variants
-cost one ASHA run each: ``--grace-epochs``, ``--grace-min-steps``, ``--reduction-factor``, ``--patience``,
-``--no-synchronous`` (Ray's async ASHA inside each group).
+so that most shards' best learning rate and dropout lie inside the searched ranges (``lr-dropout``, 0.003-0.03 x 0.1
+and 0.4, had the best learning rate at its top edge on 4 of 5 shards and the best dropout on 5 of 5, the fit's
+``hparam_at_edge`` warnings); ``grid`` is 6 learning rates in 1-3-10 steps, ``grid2`` a factor 2 apart, ``random`` 6
+log-uniform draws in [0.002, 0.05]. On the learning-rate-only designs the optimum is flat and "same best" says which
+of two equal configurations a seed favoured. Ways already stored under ``--keep`` are reused (the none and rerun
+ways hold no ASHA setting), so ASHA variants cost one ASHA run each: ``--grace-epochs``, ``--grace-min-steps``,
+``--reduction-factor``, ``--patience``, ``--no-synchronous`` (Ray's async ASHA inside each group).
 
 Target (issue 13): ASHA ≤ 25% of the no-stopping compute, |Δβ_g| ≤ 0.01, same best configuration on ≥ 80% of shards.
 
@@ -252,7 +250,7 @@ def main() -> None:
                     help="evaluations without improvement before a trial stops (asha and patience ways)")
     ap.add_argument("--reduction-factor", type=float, default=ASHA["reduction_factor"])
     ap.add_argument("--per-width", action="store_true", help="ASHA groups per (shard, width), not per shard")
-    ap.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=ASHA.get("synchronous", False),
+    ap.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=ASHA["synchronous"],
                     help="successive halving inside each group (trials pause at rungs) instead of async ASHA")
     ap.add_argument("--schedule", default="wsd", help="the learning-rate schedule of every trial (cosine, wsd, ...)")
     ap.add_argument("--lrs", choices=(*GRIDS, "random"), default="wide",

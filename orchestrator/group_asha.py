@@ -216,9 +216,12 @@ class GroupedASHAScheduler(FIFOScheduler):
         if trial.trial_id in self._best:
             seen.append(self._best[trial.trial_id])
         self._best[trial.trial_id] = better(seen)
-        unit = self._unit_of_trial[trial.trial_id]
-        value = statistics.median(self._best[t] for t in self._seeds[unit] if t in self._best)
-        return {**result, self._metric: value}
+        return {**result, self._metric: self._value_of(self._unit_of_trial[trial.trial_id])}
+
+    def _value_of(self, unit: Hashable) -> float:
+        """A configuration's value: the median over its seeds of each one's best so far (inf before any)."""
+        values = [self._best[t] for t in self._seeds.get(unit, ()) if t in self._best]
+        return statistics.median(values) if values else math.inf
 
     def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
         """Pending trials start in an order shuffled by configuration (a fixed hash; seeds of one configuration
@@ -333,15 +336,17 @@ class GroupedASHAScheduler(FIFOScheduler):
             if rung is None or step < group.milestones[rung]:
                 return TrialScheduler.CONTINUE
             self._at_rung[trial.trial_id] = rung
-            live = self._live.get(unit) or {trial.trial_id}
-            if all(self._at_rung.get(t, -1) >= rung for t in live):  # every seed is there: the median is final
+            if self._seeds_at(unit, rung, self._live.get(unit) or {trial.trial_id}):
                 group.record(unit, ranked[self._metric])
                 self._enact(tune_controller, group.decide(), trial)
                 self._save()
-            if group.waiting(unit):
+            # undecided, or a sibling seed has not reached the rung yet: wait
+            if group.waiting(unit) or group.pending_rung(unit) == rung:
                 return TrialScheduler.CONTINUE if final else TrialScheduler.PAUSE
-            if group.pending_rung(unit) == rung:  # a sibling seed has not reached the rung yet
-                return TrialScheduler.CONTINUE if final else TrialScheduler.PAUSE
+
+    def _seeds_at(self, unit: Hashable, rung: int, live: set[str]) -> bool:
+        """Every live seed of the configuration has reached ``rung``: its median there is final."""
+        return all(self._at_rung.get(t, -1) >= rung for t in live)
 
     def _join_sync(self, trial: Trial) -> Hashable:
         unit = self._unit(trial).trial_id
@@ -358,9 +363,8 @@ class GroupedASHAScheduler(FIFOScheduler):
         self._resumable.discard(trial.trial_id)
         if not live:
             group.end(unit)
-        elif (rung := group.pending_rung(unit)) is not None and all(self._at_rung.get(t, -1) >= rung for t in live):
-            values = [self._best[t] for t in self._seeds[unit] if t in self._best]  # as _ranked: every seed
-            group.record(unit, statistics.median(values) if values else math.inf)
+        elif (rung := group.pending_rung(unit)) is not None and self._seeds_at(unit, rung, live):
+            group.record(unit, self._value_of(unit))
         self._enact(tune_controller, group.decide(), trial)
 
     def _enact(self, tune_controller: TuneController, decided: tuple[set[Hashable], set[Hashable]],

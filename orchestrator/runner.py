@@ -232,7 +232,7 @@ def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str,
     if stopping.synchronous:  # configurations (not seeds) per group: what each group's first rung waits for
         configs: dict[Any, set[str]] = {}
         for t in trials or ():
-            configs.setdefault(group({PLAN_KEY: t.to_config()}), set()).add(t.config_key)
+            configs.setdefault(group_key(t, stopping.group_by), set()).add(t.config_key)
         sizes = {key: len(keys) for key, keys in configs.items()}
     return GroupedASHAScheduler(group, time_attr=TrialReport.TIME_ATTR,
                                 metric=TrialReport.OBJECTIVE, mode="min",
