@@ -187,7 +187,10 @@ def restorable(experiment: str, fs: pafs.FileSystem) -> bool:
         return False
     kinds: dict[str, list[pafs.FileInfo]] = {}
     for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True)):
-        if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pkl")):
+        # Tune's scratch files (".<uuid>-tmp-<name>", renamed into place once written) are never read on restore;
+        # one a kill or a mid-write upload left behind is no reason to set anything aside.
+        if (info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pkl"))
+                and not info.base_name.startswith(".")):
             kinds.setdefault(state_file_kind(info.base_name), []).append(info)
     whole: set[str] = set()
     for infos in kinds.values():

@@ -175,8 +175,12 @@ def check_torn_state_is_set_aside(experiment: Path, tmp_path: Path) -> None:
     snapshots = sorted(copy.glob("experiment_state-*.json"))
     searchers = sorted(copy.glob("basic-variant-state-*.json"))  # a pickle, despite its name
     assert len(snapshots) + len(torn_by_kill) >= 2 and searchers
+    # Tune's own scratch file, half written when a kill or an upload caught it: Tune never reads it on restore
+    scratch = copy / f".0d5e-tmp-{searchers[-1].name}"
+    scratch.write_bytes(searchers[-1].read_bytes()[:10])
     assert restorable(str(copy), fs)
     assert {p.name for p in copy.glob("*.torn")} == torn_by_kill  # whole files stay as they are
+    assert scratch.is_file()
 
     tear(searchers[-1])
     tear(snapshots[-1])
