@@ -71,10 +71,13 @@ def test_synchronous_halving_is_refused_with_an_adaptive_strategy_or_data_parall
         parse_spec(data)
     assert "domains ['lm']: early_stopping.synchronous needs every trial planned up front" in str(err.value)
     data = spec_with("domains.lm.early_stopping", {"synchronous": True})
+    data["domains"]["lm"]["resources"] = {"rules": [{"min_width": 64, "workers": 2}]}
+    parse_spec(data)  # a data-parallel rule for widths the sweep does not plan changes nothing
     data["domains"]["lm"]["resources"] = {"rules": [{"min_width": 32, "workers": 2}]}
     with pytest.raises(SpecError) as err:
         parse_spec(data)
     assert "domains ['lm']: early_stopping.synchronous pauses trials at rungs" in str(err.value)
+    assert "workers > 1: lm widths [32]" in str(err.value)
 
 
 def test_plugin_checks_name_domain_family_and_hparams() -> None:
