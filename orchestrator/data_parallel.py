@@ -28,7 +28,8 @@ end of the experiment) stops the trial that call raises, and the driver aborts t
 exit, their GPUs go back to Ray, and the trial's actor can be reused. (Ray's ``TuneReportCallback`` reports from
 Tune's thread instead; the trial function would sit in ``trainer.fit()``, never learn it was stopped, and keep its
 workers training.) When Tune ends the actor right after stopping it, the abort can be cut short; ``ReleaseWorkers``,
-a callback on the sweep driver, then removes what the workers held.
+a callback on the sweep driver, then removes what the workers held. A trial paused at a rung (synchronous halving)
+ends its run the same way and resumes on a new one, from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -357,11 +358,12 @@ class ReleaseWorkers(tune.Callback):
     trial is left to reuse it), the actor's exit takes the Train controller down with it before the abort has
     removed the workers' placement group; Ray Train's own cleaner for that case asks the dashboard's state API,
     which a local Ray started without a dashboard does not have, and the group would hold its resources for the
-    rest of the sweep. So ``RELEASE_AFTER_SECONDS`` after a data-parallel trial ends (at the latest when the
-    experiment ends), its group is removed if it is still there."""
+    rest of the sweep. So ``RELEASE_AFTER_SECONDS`` after a data-parallel trial ends or pauses (at the latest when
+    the experiment ends), its group is removed if it is still there: a paused trial resumes on a new Train run."""
 
     def __init__(self) -> None:
         self._ended: dict[str, float] = {}  # placement group (hex) -> when its trial ended (monotonic)
+        self._released: set[str] = set()  # groups already removed (a trial stays paused for many steps)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._note(trial)
@@ -370,10 +372,14 @@ class ReleaseWorkers(tune.Callback):
         self._note(trial)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        for trial in trials:  # paused at a rung (synchronous halving): its actor is gone as well, its run with it
+            if trial.status == "PAUSED":
+                self._note(trial)
         now = time.monotonic()
         for group, ended in list(self._ended.items()):
             if now - ended >= RELEASE_AFTER_SECONDS:
                 del self._ended[group]
+                self._released.add(group)
                 _release(group)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
@@ -384,5 +390,5 @@ class ReleaseWorkers(tune.Callback):
     def _note(self, trial: Any) -> None:
         report = TrialReport.from_result(trial.last_result)
         group = report.train_placement_group if report else None
-        if group:
+        if group and group not in self._released:
             self._ended.setdefault(group, time.monotonic())

@@ -106,11 +106,15 @@ class GroupedASHAScheduler(FIFOScheduler):
         state_path: str | None = None,
         synchronous: bool = False,
         group_sizes: dict[Hashable, int] | None = None,
+        max_running: int | None = None,
     ) -> None:
         super().__init__()
         if synchronous and group_sizes is None:
             raise ValueError("synchronous per-group halving needs group_sizes: the configurations planned per group")
         self._synchronous, self._group_sizes = synchronous, dict(group_sizes or {})
+        # synchronous: the most trials training at once. Tune's max_concurrent_trials cannot say it: it counts
+        # paused trials as live, so a group larger than the limit would wait at its first rung for ever.
+        self._max_running = max_running
         self._halving: dict[Hashable, HalvingGroup] = {}  # synchronous: each group's rungs
         self._at_rung: dict[str, int] = {}  # synchronous: trial id -> the last rung it reached
         self._resumable: set[str] = set()  # synchronous: paused trial ids whose configuration passed its rung
@@ -223,6 +227,11 @@ class GroupedASHAScheduler(FIFOScheduler):
         values = [self._best[t] for t in self._seeds.get(unit, ()) if t in self._best]
         return statistics.median(values) if values else math.inf
 
+    @property
+    def synchronous(self) -> bool:
+        """Trials pause at rungs; the sweep's concurrency limit is then this scheduler's (``max_running``)."""
+        return self._synchronous
+
     def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
         """Pending trials start in an order shuffled by configuration (a fixed hash; seeds of one configuration
         together), not in the plan's: async ASHA assumes configurations reach a rung in random order, and a grid
@@ -230,6 +239,8 @@ class GroupedASHAScheduler(FIFOScheduler):
         later one is cut against the first)."""
         trials = tune_controller.get_trials()
         if self._synchronous:  # a paused trial resumes once its rung passed it, never before
+            if self._max_running and sum(t.status == Trial.RUNNING for t in trials) >= self._max_running:
+                return None
             for t in trials:
                 if t.status == Trial.PAUSED and t.trial_id in self._resumable:
                     return t
@@ -473,5 +484,5 @@ class GroupedASHAScheduler(FIFOScheduler):
         self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, "_unit_fn": configuration_of,
                               "_unit_of_trial": {}, "_seeds": {}, "_live": {}, "_best": {}, "_stopped_at": {},
                               "_start_ranks": {}, "_synchronous": False, "_group_sizes": {}, "_halving": {},
-                              "_at_rung": {}, "_resumable": set(), **state})
+                              "_at_rung": {}, "_resumable": set(), "_max_running": None, **state})
         self._load()

@@ -242,7 +242,8 @@ def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str,
                                 max_t=max(d.max_steps() for d in spec.domains.values()),
                                 grace_period=stopping.grace_steps(), reduction_factor=stopping.reduction_factor,
                                 brackets=stopping.brackets, state_path=state_path,
-                                synchronous=stopping.synchronous, group_sizes=sizes)
+                                synchronous=stopping.synchronous, group_sizes=sizes,
+                                max_running=spec.max_concurrent_trials if stopping.synchronous else None)
 
 
 class RecordedFIFOScheduler(tune.schedulers.FIFOScheduler):
@@ -294,7 +295,9 @@ def make_tuner(spec: SweepSpec, trainable: Any, trials: Iterable[TrialPlan], nam
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=reuse_actors,
-                                    max_concurrent_trials=spec.max_concurrent_trials,
+                                    # paused trials count against Tune's limit: halving enforces it itself
+                                    max_concurrent_trials=None if getattr(scheduler, "synchronous", False)
+                                    else spec.max_concurrent_trials,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_dirname, **search),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=storage_fs,

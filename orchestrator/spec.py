@@ -429,14 +429,6 @@ class SweepSpec(_Strict):
         if synchronous and self.strategy.kind == "adaptive":
             raise ValueError(f"domains {sorted(synchronous)}: early_stopping.synchronous needs every trial planned up "
                              "front; strategy adaptive picks them one at a time (use synchronous: false)")
-        parallel = {n: widths for n, d in synchronous.items()
-                    if (widths := sorted({w for f in d.family_specs() for w in d.widths_for(f)
-                                          if d.resources.workers_for(w) > 1}))}
-        if parallel:  # a paused Ray Train run would keep its workers' resources: not supported yet
-            where = "; ".join(f"{n} widths {w}" for n, w in sorted(parallel.items()))
-            raise ValueError(f"domains {sorted(parallel)}: early_stopping.synchronous pauses trials at rungs, which "
-                             f"data-parallel trials (resources workers > 1: {where}) do not support yet; use "
-                             "synchronous: false")
         return self
 
     def storage_uri(self, base: Path | None = None) -> str:

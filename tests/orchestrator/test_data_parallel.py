@@ -179,3 +179,35 @@ def test_data_parallel_trials_resume_are_stopped_by_asha_and_land_in_the_store(
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+
+
+@pytest.mark.slow
+def test_data_parallel_trials_pause_at_rungs_under_synchronous_halving(
+        corpus_dir: Path, ray_session: None, tmp_path: Path) -> None:
+    """The same three 2-worker trials under synchronous halving, one at a time (``max_concurrent_trials: 1``, which
+    Tune would count paused trials against: the group would wait at its first rung for ever). Each trial pauses at
+    a rung, its Train run ends and its workers' CPUs go back to Ray, until all three reached it; then the best 2 of
+    3 go on from their checkpoints, and at the second rung the best 1 of 2."""
+    import ray
+
+    data = dp_spec(corpus_dir, tmp_path, tmp_path / "never.fail")
+    data["domains"][DIES_ONCE]["early_stopping"]["synchronous"] = True
+    spec = parse_spec(data)
+    planned = plan_trials(spec, resolve_domains(spec))
+    outcome = run_sweep(spec, progress=False)
+    assert outcome.ran == 3
+    store = ResultsStore(str(tmp_path))
+    rows = {r["trial_key"]: r for r in store.read_results().to_pylist()}
+    good, worst, second = (rows[t.trial_key] for t in planned)  # learning rates 0.01, 1e-4, 2e-4
+    assert [(r["status"], r["stop_reason"], r["steps"]) for r in (good, worst, second)] == [
+        ("completed", "max_steps", 40), ("stopped", "asha", 10), ("stopped", "asha", 20)]
+    assert good["best_value"] < second["best_value"] < worst["best_value"]
+    # paused and resumed, not restarted: one contiguous history each, and at least one trial came back
+    for row in (good, worst, second):
+        assert [h["steps"] for h in store.read_history(row["trial_key"]).to_pylist()] == list(
+            range(10, row["steps"] + 1, 10))
+    assert max(r["restores"] for r in (good, worst, second)) >= 1
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]

@@ -406,3 +406,20 @@ def test_synchronous_seeds_of_a_configuration_reach_the_rung_together() -> None:
     # y's median over seeds (0.1, 5.0) is 2.55, x's (1.0, 3.0) is 2.0: x goes on, both of y's seeds stop
     assert report(sched, tune, y1, 1, 5.0) == TrialScheduler.STOP
     assert tune.stopped == ["y-s0"] and sched.choose_trial_to_run(tune) in (x0, x1)
+
+
+def test_synchronous_concurrency_limit_counts_training_trials_only() -> None:
+    """``max_concurrent_trials`` under synchronous halving: a paused trial frees its place (Tune's own limit would
+    not, and a group larger than the limit would never fill its first rung)."""
+    sizes = {GroupKey(FIELDS)(make_trial("a").config): 2}
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), synchronous=True, group_sizes=sizes, max_running=1, **ASHA)
+    a, b = trials = [make_trial(k) for k in "ab"]
+    tune = Controller(trials)
+    for t in trials:
+        sched.on_trial_add(tune, t)
+    a.set_status(Trial.RUNNING)
+    assert sched.choose_trial_to_run(tune) is None  # one trains: the limit is reached
+    assert report(sched, tune, a, 1, 0.5) == TrialScheduler.PAUSE
+    assert sched.choose_trial_to_run(tune) is b  # a waits at its rung, paused: b takes its place
+    assert report(sched, tune, b, 1, 2.0) == TrialScheduler.STOP  # ceil(2 / 3) = 1 goes on
+    assert sched.choose_trial_to_run(tune) is a
