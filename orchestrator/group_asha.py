@@ -113,8 +113,11 @@ class GroupedASHAScheduler(FIFOScheduler):
             raise ValueError("synchronous per-group halving needs group_sizes: the configurations planned per group")
         self._synchronous, self._group_sizes = synchronous, dict(group_sizes or {})
         # synchronous: the most trials training at once. Tune's max_concurrent_trials cannot say it: it counts
-        # paused trials as live, so a group larger than the limit would wait at its first rung for ever.
+        # paused trials as live, so a group larger than the limit would wait at its first rung for ever. Tune
+        # starts every PENDING trial it has resources for, so trials not started yet are held PAUSED instead and
+        # started one by one from choose_trial_to_run.
         self._max_running = max_running
+        self._held: set[str] = set()  # trial ids held back by max_running, never started by this driver
         self._halving: dict[Hashable, HalvingGroup] = {}  # synchronous: each group's rungs
         self._at_rung: dict[str, int] = {}  # synchronous: trial id -> the last rung it reached
         self._resumable: set[str] = set()  # synchronous: paused trial ids whose configuration passed its rung
@@ -239,11 +242,15 @@ class GroupedASHAScheduler(FIFOScheduler):
         later one is cut against the first)."""
         trials = tune_controller.get_trials()
         if self._synchronous:  # a paused trial resumes once its rung passed it, never before
-            if self._max_running and sum(t.status == Trial.RUNNING for t in trials) >= self._max_running:
+            starting = sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials)
+            if self._max_running and starting >= self._max_running:
                 return None
             for t in trials:
                 if t.status == Trial.PAUSED and t.trial_id in self._resumable:
                     return t
+            held = [t for t in trials if t.status == Trial.PAUSED and t.trial_id in self._held]
+            if held:
+                return min(held, key=self._start_rank)
         pending = [t for t in trials if t.status == Trial.PENDING]
         if pending:
             return min(pending, key=self._start_rank)
@@ -271,6 +278,9 @@ class GroupedASHAScheduler(FIFOScheduler):
         if self._synchronous:
             self._halving_for(trial)
             self._join_sync(trial)
+            if self._max_running and trial.status == Trial.PENDING:
+                trial.set_status(Trial.PAUSED)  # held: Tune would start it on its own; filed by this status
+                self._held.add(trial.trial_id)
         else:
             self._join(tune_controller, self._scheduler_for(trial), trial)
         # not saved here: a trial without results needs no state, and a restore adds it again anyway
@@ -335,6 +345,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         (it counts at a rung it reached, and nothing is paused)."""
         group = self._halving_for(trial)
         unit = self._join_sync(trial)
+        self._held.discard(trial.trial_id)  # it has started
         ranked = self._ranked(trial, result)
         if ranked is None:
             return TrialScheduler.CONTINUE
@@ -381,7 +392,11 @@ class GroupedASHAScheduler(FIFOScheduler):
     def _enact(self, tune_controller: TuneController, decided: tuple[set[Hashable], set[Hashable]],
                current: Trial) -> None:
         """Resume the paused trials of configurations a rung passed; stop the paused ones of those it cut (the
-        trial whose result is being handled gets its decision through the return value)."""
+        trial whose result is being handled gets its decision through the return value).
+
+        A trial told to pause stays RUNNING while Tune saves its checkpoint; the rung can be decided in that
+        window. Such a trial is marked resumable (it resumes once paused) or stopped (Tune stops it once the save
+        resolved) like a paused one: skipped, it would stay paused for ever and the sweep would never end."""
         passed, cut = decided
         if not passed and not cut:
             return
@@ -389,12 +404,12 @@ class GroupedASHAScheduler(FIFOScheduler):
         for unit in passed | cut:
             for tid in sorted(self._live.get(unit, ())):
                 t = trials.get(tid)
-                if t is None or tid == current.trial_id or t.status not in (Trial.PAUSED, Trial.PENDING):
+                if t is None or tid == current.trial_id or t.is_finished():
                     continue
                 if unit in cut:
                     self._num_stopped += 1
                     tune_controller.stop_trial(t)
-                elif t.status == Trial.PAUSED:
+                else:
                     self._resumable.add(tid)
         self._num_stopped += sum(current.trial_id in self._live.get(u, ()) for u in cut)
 
@@ -484,5 +499,5 @@ class GroupedASHAScheduler(FIFOScheduler):
         self.__dict__.update({"_completed": set(), "_fs": None, "_save_failed": False, "_unit_fn": configuration_of,
                               "_unit_of_trial": {}, "_seeds": {}, "_live": {}, "_best": {}, "_stopped_at": {},
                               "_start_ranks": {}, "_synchronous": False, "_group_sizes": {}, "_halving": {},
-                              "_at_rung": {}, "_resumable": set(), "_max_running": None, **state})
+                              "_at_rung": {}, "_resumable": set(), "_max_running": None, "_held": set(), **state})
         self._load()

@@ -409,17 +409,41 @@ def test_synchronous_seeds_of_a_configuration_reach_the_rung_together() -> None:
 
 
 def test_synchronous_concurrency_limit_counts_training_trials_only() -> None:
-    """``max_concurrent_trials`` under synchronous halving: a paused trial frees its place (Tune's own limit would
-    not, and a group larger than the limit would never fill its first rung)."""
+    """``max_concurrent_trials`` under synchronous halving: trials not started yet are held (paused, so that Tune
+    does not start them itself) and started one at a time; a trial paused at a rung frees its place (Tune's own
+    limit would not, and a group larger than the limit would never fill its first rung)."""
     sizes = {GroupKey(FIELDS)(make_trial("a").config): 2}
     sched = GroupedASHAScheduler(GroupKey(FIELDS), synchronous=True, group_sizes=sizes, max_running=1, **ASHA)
     a, b = trials = [make_trial(k) for k in "ab"]
     tune = Controller(trials)
     for t in trials:
         sched.on_trial_add(tune, t)
-    a.set_status(Trial.RUNNING)
-    assert sched.choose_trial_to_run(tune) is None  # one trains: the limit is reached
+    assert [t.status for t in trials] == [Trial.PAUSED, Trial.PAUSED]  # held
+    first = sched.choose_trial_to_run(tune)
+    assert first is not None and sched.choose_trial_to_run(tune) is first  # idempotent, as Tune requires
+    other = b if first is a else a
+    first.set_status(Trial.PENDING)  # what Tune does with the chosen trial
+    assert sched.choose_trial_to_run(tune) is None  # it takes the only place
+    assert report(sched, tune, first, 1, 0.5) == TrialScheduler.PAUSE
+    assert sched.choose_trial_to_run(tune) is other  # paused at its rung, it frees the place
+    assert report(sched, tune, other, 1, 2.0) == TrialScheduler.STOP  # ceil(2 / 3) = 1 goes on
+    assert sched.choose_trial_to_run(tune) is first
+
+
+def test_synchronous_rung_decided_while_a_trial_is_still_saving_its_pause() -> None:
+    """Tune keeps a trial told to pause RUNNING until its checkpoint is saved; a rung decided in that window still
+    resumes it once it is paused (or stops it, when cut). Seen on a loaded machine: the sweep never ended."""
+    sizes = {GroupKey(FIELDS)(make_trial("a").config): 3}
+    sched = GroupedASHAScheduler(GroupKey(FIELDS), synchronous=True, group_sizes=sizes, **ASHA)
+    a, b, c = trials = [make_trial(k) for k in "abc"]
+    tune = Controller(trials)
+    for t in trials:
+        sched.on_trial_add(tune, t)
     assert report(sched, tune, a, 1, 0.5) == TrialScheduler.PAUSE
-    assert sched.choose_trial_to_run(tune) is b  # a waits at its rung, paused: b takes its place
-    assert report(sched, tune, b, 1, 2.0) == TrialScheduler.STOP  # ceil(2 / 3) = 1 goes on
+    assert report(sched, tune, b, 1, 2.0) == TrialScheduler.PAUSE
+    a.set_status(Trial.RUNNING)  # both still saving their checkpoints
+    b.set_status(Trial.RUNNING)
+    assert report(sched, tune, c, 1, 1.0) == TrialScheduler.STOP  # ceil(3 / 3) = 1 goes on: a
+    assert tune.stopped == ["b"]  # Tune stops b once its save resolved
+    a.set_status(Trial.PAUSED)  # a's save resolved: it is paused now
     assert sched.choose_trial_to_run(tune) is a
