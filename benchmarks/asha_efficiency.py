@@ -241,7 +241,7 @@ def error_gap(r: Outcome, ref: Outcome) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="3 shards x 1 width x 6 configurations, 150-step cap")
+    ap.add_argument("--quick", action="store_true", help="3 shards x 1 width (the design's configurations each), 150-step cap: a smoke run")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--grace-epochs", type=float, default=ASHA["grace_period"]["epochs"])
     ap.add_argument("--grace-min-steps", type=int, default=ASHA["grace_period"]["min_steps"],
@@ -307,8 +307,9 @@ def main() -> None:
         r = results["asha"]
         same = same_best(r, ref) / len(ref.best)
         met = r.compute / ref.compute <= 0.25 and delta(r.beta_g, ref.beta_g) <= 0.01 and same >= 0.8
-        print(f"issue 13 target (ASHA <= 25% compute, |dbeta_g| <= 0.01, same best on >= 80% of shards): "
-              f"{'met' if met else 'NOT met'}")
+        verdict = ("not judged on --quick (a 150-step cap, where the 50-step grace floor alone is a third of a "
+                   "budget); run without it" if args.quick else "met" if met else "NOT met")
+        print(f"issue 13 target (ASHA <= 25% compute, |dbeta_g| <= 0.01, same best on >= 80% of shards): {verdict}")
 
 
 if __name__ == "__main__":
