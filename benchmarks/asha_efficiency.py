@@ -241,7 +241,8 @@ def error_gap(r: Outcome, ref: Outcome) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="3 shards x 1 width (the design's configurations each), 150-step cap: a smoke run")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 shards x 1 width (the design's configurations each), 150-step cap: a smoke run")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--grace-epochs", type=float, default=ASHA["grace_period"]["epochs"])
     ap.add_argument("--grace-min-steps", type=int, default=ASHA["grace_period"]["min_steps"],
