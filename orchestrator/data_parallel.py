@@ -363,7 +363,7 @@ class ReleaseWorkers(tune.Callback):
 
     def __init__(self) -> None:
         self._ended: dict[str, float] = {}  # placement group (hex) -> when its trial ended (monotonic)
-        self._released: set[str] = set()  # groups already removed (a trial stays paused for many steps)
+        self._paused: set[str] = set()  # trial ids paused at the last step: each pause is noted once
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._note(trial)
@@ -372,14 +372,15 @@ class ReleaseWorkers(tune.Callback):
         self._note(trial)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        for trial in trials:  # paused at a rung (synchronous halving): its actor is gone as well, its run with it
-            if trial.status == "PAUSED":
-                self._note(trial)
+        # paused at a rung (synchronous halving): its actor is gone as well, its run with it
+        paused = {t.trial_id: t for t in trials if t.status == "PAUSED"}
+        for trial_id in paused.keys() - self._paused:
+            self._note(paused[trial_id])
+        self._paused = set(paused)
         now = time.monotonic()
         for group, ended in list(self._ended.items()):
             if now - ended >= RELEASE_AFTER_SECONDS:
                 del self._ended[group]
-                self._released.add(group)
                 _release(group)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
@@ -390,5 +391,5 @@ class ReleaseWorkers(tune.Callback):
     def _note(self, trial: Any) -> None:
         report = TrialReport.from_result(trial.last_result)
         group = report.train_placement_group if report else None
-        if group and group not in self._released:
+        if group:
             self._ended.setdefault(group, time.monotonic())

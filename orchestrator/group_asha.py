@@ -242,8 +242,8 @@ class GroupedASHAScheduler(FIFOScheduler):
         later one is cut against the first)."""
         trials = tune_controller.get_trials()
         if self._synchronous:  # a paused trial resumes once its rung passed it, never before
-            starting = sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials)
-            if self._max_running and starting >= self._max_running:
+            busy = (Trial.RUNNING, Trial.PENDING)  # running, or chosen and starting
+            if self._max_running and sum(t.status in busy for t in trials) >= self._max_running:
                 return None
             for t in trials:
                 if t.status == Trial.PAUSED and t.trial_id in self._resumable:
