@@ -123,6 +123,7 @@ class TrialReport:
     restored_history: str | None = None  # JSON list of history rows before a restore, sent once after it
     replica_drift: float | None = None  # data-parallel: spread of a parameter checksum over the replicas
     train_placement_group: str | None = None  # data-parallel: the workers' placement group (hex), for ReleaseWorkers
+    samples_per_second: float | None = None  # training throughput of the steps since the last report
 
     # Result keys: Tune, ASHA (TIME_ATTR, OBJECTIVE) and the loggers see these names; renaming one renames it
     # everywhere. Stored rows do not use them (orchestrator.recorder maps reports to the store's columns).
@@ -135,7 +136,8 @@ class TrialReport:
     _PREFIXED: ClassVar[dict[str, str]] = {"metrics": "val/", "best": "best/", "train_extra": "train/"}
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("node_id", "gpu_ids", "run_started_at", "reported_at",
                                             "restored_history", "replica_drift", "train_placement_group",
-                                            "non_embedding_params", "flops_per_step", "train_flops", "converged")
+                                            "non_embedding_params", "flops_per_step", "train_flops", "converged",
+                                            "samples_per_second")
 
     def to_result(self) -> dict[str, Any]:
         """The flat dict Tune takes (``tune.report``/``ray.train.report``)."""

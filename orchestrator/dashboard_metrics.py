@@ -45,33 +45,37 @@ def exponent_values(fit: LiveFit) -> dict[tuple[str, str], float]:
     return out
 
 
-def samples_per_second_gauge() -> Gauge:
-    """Per-trial throughput, set from inside the trial."""
-    return Gauge("scaling_sweep_samples_per_second", "training data consumed per second, in the domain's size unit",
-                 tag_keys=("domain", "family", "width"))
-
-
 class DashboardMetrics(Callback):
-    """Driver-side gauges: trials per state and domain, best metric per shard."""
+    """Driver-side gauges: trials per state and domain, best metric per shard, training throughput per (domain,
+    family, width) from each trial's report. Why the driver sets them all: a trial's worker process ends with the
+    trial, and a gauge set there is lost when its process exits before Ray's next metrics export."""
 
     def __init__(self, figures: Figures | None = None) -> None:
         self.figures = figures
         self._trials: Gauge | None = None
         self._best: Gauge | None = None
+        self._throughput: Gauge | None = None
         self._exponents: Gauge | None = None
         self._compute: Gauge | None = None
         self._finished: dict[str, dict[str, int]] = {}
         self._best_seen: dict[tuple[str, str, str], float] = {}
 
-    def _gauges(self) -> tuple[Gauge, Gauge]:
-        if self._trials is None or self._best is None:  # created lazily: callbacks are pickled with the Tuner
+    def _gauges(self) -> tuple[Gauge, Gauge, Gauge]:
+        if self._trials is None or self._best is None or self._throughput is None:  # lazily: pickled with the Tuner
             self._trials = Gauge("scaling_sweep_trials", "trials by state", tag_keys=("domain", "state"))
             self._best = Gauge("scaling_sweep_best_metric", "best primary validation metric per shard",
                                tag_keys=("domain", "family", "fraction", "metric"))
-        return self._trials, self._best
+            self._throughput = Gauge("scaling_sweep_samples_per_second",
+                                     "training data consumed per second, in the domain's size unit",
+                                     tag_keys=("domain", "family", "width"))
+        return self._trials, self._best, self._throughput
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_trials": None, "_best": None, "_exponents": None, "_compute": None}
+        return {**self.__dict__, "_trials": None, "_best": None, "_throughput": None, "_exponents": None,
+                "_compute": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_throughput": None, **state})  # callbacks pickled before the throughput gauge
 
     def _adaptive_gauges(self) -> tuple[Gauge, Gauge]:
         if self._exponents is None or self._compute is None:
@@ -99,6 +103,9 @@ class DashboardMetrics(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         plan, report = TrialPlan.of(trial.config), TrialReport.from_result(result)
+        if report is not None and report.samples_per_second is not None:
+            self._gauges()[2].set(report.samples_per_second, tags={"domain": plan.domain, "family": plan.family,
+                                                                   "width": str(plan.width)})
         value = report.best.get(plan.primary_metric) if report else None
         if value is None or not math.isfinite(value):
             return

@@ -22,13 +22,11 @@ from typing import Any, Protocol
 
 import ray
 import torch
-from ray.util.metrics import Gauge
 
 from domains.base import Task, TrainStats, TrialSetup
 from domains.registry import get_domain
 from fitting.diagnostics import CONVERGED_RTOL, still_improving
 from orchestrator.contract import NOT_FINITE_OBJECTIVE, TrialPlan, TrialReport
-from orchestrator.dashboard_metrics import samples_per_second_gauge
 
 STATE_FILE = "trial_state.pt"
 # Checkpoints kept per trial, by Tune (single-process trials) and by Ray Train (data-parallel ones). Tune snapshots
@@ -36,7 +34,6 @@ STATE_FILE = "trial_state.pt"
 # those snapshots against 1 and bounds disk use.
 CHECKPOINTS_KEPT = 2
 
-_throughput: Gauge | None = None  # one per worker process, reused across trials
 _prepared_cache: dict[str, Any] = {}  # per worker process: reused actors keep the shared data
 
 
@@ -74,14 +71,6 @@ def trial_converged(stop_reason: str, steps: Sequence[int], values: Sequence[flo
 
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
-
-
-def _report_throughput(plan: TrialPlan, samples_per_second: float) -> None:
-    global _throughput
-    if _throughput is None:
-        _throughput = samples_per_second_gauge()
-    _throughput.set(samples_per_second, tags={"domain": plan.domain, "family": plan.family,
-                                              "width": str(plan.width)})
 
 
 @dataclass(frozen=True)
@@ -166,8 +155,7 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
         stats = io.train(task, chunk)
         if state.get("flops_per_step") is None:  # counted on the trial's first step; checkpoints carry it
             state["flops_per_step"] = io.step_flops(task)
-        if io.lead:
-            _report_throughput(plan, stats.samples / max(time.monotonic() - tick, 1e-9))
+        samples_per_second = stats.samples / max(time.monotonic() - tick, 1e-9)
         state["steps"] += stats.steps
         state["samples"] += stats.samples
         state["iteration"] += 1
@@ -213,7 +201,7 @@ def train_loop(plan: TrialPlan, task: Task, io: TrialIO, began: float | None = N
             stop_reason=reason or "", metrics=dict(metrics), best=dict(state["best"]),
             train_extra={k: float(v) for k, v in stats.extra.items()}, node_id=placement.node_id,
             gpu_ids=placement.gpu_ids, run_started_at=placement.run_started_at, reported_at=time.time(),
-            restored_history=restored_history)
+            restored_history=restored_history, samples_per_second=samples_per_second)
         restored_history = None
         if reason is not None:
             io.report(report, None)  # nothing left to resume: skip the checkpoint

@@ -34,7 +34,8 @@ def test_trial_counts_best_metric_and_throughput_are_exported(corpus_dir: Path, 
             text = urllib.request.urlopen("http://127.0.0.1:{port}/metrics").read().decode()
             lines = [ln for ln in text.splitlines() if ln.startswith("ray_scaling_sweep")]
             done = [ln for ln in lines if 'state="completed"' in ln and ln.endswith(" 2.0")]
-            if done or time.monotonic() > deadline:
+            speed = [ln for ln in lines if ln.startswith("ray_scaling_sweep_samples_per_second")]
+            if (done and speed) or time.monotonic() > deadline:
                 break
             time.sleep(1)
         print("\\n".join(lines))
