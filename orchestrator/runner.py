@@ -32,6 +32,7 @@ from orchestrator.dashboard_metrics import DashboardMetrics
 from orchestrator.data_parallel import DRIVER_RESOURCES, ReleaseWorkers
 from orchestrator.errors import SweepStopped
 from orchestrator.group_asha import GroupedASHAScheduler
+from orchestrator.halving_advice import async_halving_warning, configurations_per_group
 from orchestrator.lease import StorageLease
 from orchestrator.plan import ResolvedDomain, group_key, plan_trials, resolve_domains
 from orchestrator.progress import ProgressDisplay
@@ -231,12 +232,8 @@ def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str,
     if not stopping.enabled:
         return RecordedFIFOScheduler(results_uri)
     group = GroupKey(stopping.group_by)
-    sizes = None
-    if stopping.synchronous:  # configurations (not seeds) per group: what each group's first rung waits for
-        configs: dict[Any, set[str]] = {}
-        for t in trials or ():
-            configs.setdefault(group_key(t, stopping.group_by), set()).add(t.config_key)
-        sizes = {key: len(keys) for key, keys in configs.items()}
+    # configurations (not seeds) per group: what each group's first rung waits for
+    sizes = configurations_per_group(trials or (), stopping.group_by) if stopping.synchronous else None
     return GroupedASHAScheduler(group, time_attr=TrialReport.TIME_ATTR,
                                 metric=TrialReport.OBJECTIVE, mode="min",
                                 max_t=max(d.max_steps() for d in spec.domains.values()),
@@ -244,6 +241,16 @@ def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str,
                                 brackets=stopping.brackets, state_path=state_path,
                                 synchronous=stopping.synchronous, group_sizes=sizes,
                                 max_running=spec.max_concurrent_trials if stopping.synchronous else None)
+
+
+def _advise_halving(spec: SweepSpec, trials: list[TrialPlan]) -> None:
+    """Warn before a grid sweep starts when async ASHA would judge a group's configurations a few at a time."""
+    stopping = next(iter(spec.domains.values())).early_stopping  # one scheduler per sweep (``_scheduler``)
+    if not stopping.enabled or stopping.synchronous:
+        return
+    warning = async_halving_warning(trials, stopping.group_by, ray.cluster_resources(), spec.max_concurrent_trials)
+    if warning:
+        log.warning("%s", warning)
 
 
 class RecordedFIFOScheduler(tune.schedulers.FIFOScheduler):
@@ -418,6 +425,7 @@ def _run_leased(spec: SweepSpec, domains: dict[str, ResolvedDomain], storage: st
         return SweepOutcome(storage=storage, planned=len(trials), ran=len(after - before),
                             skipped=len(before), tune_seconds=time.monotonic() - started, stop=state.get("finished"))
     todo = [t for t in trials if t.trial_key not in done]
+    _advise_halving(spec, todo)
     if todo:
         name = spec.name if ran == 0 else f"{spec.name}-topup-{len(done)}"
         fit(make_tuner(spec, trainable, todo, name, tune_path, fs, callbacks(len(todo)),

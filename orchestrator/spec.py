@@ -189,8 +189,9 @@ class EarlyStopping(_Strict):
     reaches a rung pauses (its worker goes to other trials) until every configuration of its group has reached the
     rung or ended, then the best 1/reduction_factor go on. Choose it when a group has more configurations than the
     sweep has workers, where async ASHA judges each arrival on the few before it and promotes too many
-    (``orchestrator.sync_halving``). It needs the whole plan up front, so not with ``strategy: adaptive``, and
-    trials of one process (not ``resources.workers`` > 1: pausing a data-parallel run is not supported yet)."""
+    (``orchestrator.sync_halving``; the sweep warns when that is so and this is off). It needs the whole plan up
+    front, so not with ``strategy: adaptive``. A paused data-parallel trial ends its Ray Train run and resumes
+    from its checkpoint on a new one."""
 
     metric: str = "primary"  # "primary" = each family's primary metric; else a metric name all families report
     grace_period: Length = 100

@@ -111,6 +111,8 @@ def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str, shard
             time.sleep(0.2)
         kill_session(driver.pid)
         driver.wait()
+    # 3 trials a group on 2 CPUs under async ASHA: the driver said so before the first trial
+    assert "early_stopping.synchronous: true" in (tmp_path / "run.log").read_text()
 
     before = rows_by_key(storage)  # read after the kill: nothing can change them any more
     mtimes = {i.base_name: i.mtime_ns for i in ResultsStore(storage).list_files()}
