@@ -244,7 +244,7 @@ def _scheduler(spec: SweepSpec, state_path: str | None, results_uri: str,
 
 
 def _advise_halving(spec: SweepSpec, trials: list[TrialPlan]) -> None:
-    """Warn before a grid sweep starts when async ASHA would judge a group's configurations a few at a time."""
+    """Warn before a grid sweep starts when async ASHA would judge a group's trials a few at a time."""
     stopping = next(iter(spec.domains.values())).early_stopping  # one scheduler per sweep (``_scheduler``)
     if not stopping.enabled or stopping.synchronous:
         return

@@ -21,7 +21,8 @@ import yaml
 from fitting.store import ResultsStore
 from orchestrator.group_asha import load_state
 from orchestrator.plan import plan_trials, resolve_domains
-from orchestrator.runner import TUNE_DIR, asha_state_uri, restorable
+from orchestrator.ray_internals import EXPERIMENT_STATE_PREFIX, TUNER_STATE
+from orchestrator.runner import TUNE_DIR, asha_state_uri, intact, restorable
 from orchestrator.spec import parse_spec
 from tests.orchestrator.test_sweep import spec_data
 from tests.ray_cluster import cluster_env, processes
@@ -84,6 +85,17 @@ def lr_of(row: dict[str, Any]) -> float:
     return json.loads(row["hparams"])["lr"]
 
 
+def tune_state_whole(experiment: Path) -> bool:
+    """Whether Tune's snapshot in storage is there and whole right now. Tune uploads it with a plain copy, and a
+    kill during that copy tears it; the runner then starts unfinished trials afresh (tested on its own below), which
+    is not the restore this test is about, so the kill waits for a moment between uploads."""
+    files = [p for p in experiment.glob("*") if p.is_file() and p.suffix in (".json", ".pkl")
+             and not p.name.startswith(".")]
+    names = {p.name for p in files}
+    return (TUNER_STATE in names and any(n.startswith(EXPERIMENT_STATE_PREFIX) for n in names)
+            and all(intact(p.read_bytes()) for p in files))
+
+
 def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str, shards: list[float]) -> None:
     """Start the sweep, SIGKILL it once ASHA has stopped a trial, resume it from storage alone, check the rows."""
     # 2 widths x shards x 3 learning rates. Per group (shard, width) the plan lists the good rate first, so the
@@ -106,7 +118,8 @@ def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str, shard
             assert driver.poll() is None, "the sweep ended before it could be killed: " + tail(tmp_path / "run.log")
             assert time.monotonic() < deadline, "no trial was stopped by ASHA in time: " + tail(tmp_path / "run.log")
             rows = rows_by_key(storage)
-            if any(r["stop_reason"] == "asha" for r in rows.values()) and rung_entries(load_state(state_uri)):
+            if (any(r["stop_reason"] == "asha" for r in rows.values()) and rung_entries(load_state(state_uri))
+                    and tune_state_whole(Path(storage) / TUNE_DIR / name)):
                 break
             time.sleep(0.2)
         kill_session(driver.pid)
