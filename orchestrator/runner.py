@@ -175,6 +175,20 @@ def intact(data: bytes) -> bool:
         return False
 
 
+def state_files(experiment: str, fs: pafs.FileSystem) -> list[pafs.FileInfo]:
+    """The files of Tune's snapshot in ``experiment``: the ones Tune reads on restore. Its scratch files
+    (".<uuid>-tmp-<name>", renamed into place once written) are never read; one a kill or a mid-write upload left
+    behind is no reason to set anything aside."""
+    return [info for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+            if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pkl"))
+            and not info.base_name.startswith(".")]
+
+
+def snapshot_complete(names: set[str]) -> bool:
+    """Whether these state files are enough for ``Tuner.restore``: the Tuner's own and an experiment state."""
+    return TUNER_STATE in names and any(n.startswith(EXPERIMENT_STATE_PREFIX) for n in names)
+
+
 def restorable(experiment: str, fs: pafs.FileSystem) -> bool:
     """Whether Tune can pick this experiment up again; state files torn by a killed driver are set aside first.
 
@@ -187,12 +201,8 @@ def restorable(experiment: str, fs: pafs.FileSystem) -> bool:
     if not tune.Tuner.can_restore(experiment, storage_filesystem=fs):
         return False
     kinds: dict[str, list[pafs.FileInfo]] = {}
-    for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True)):
-        # Tune's scratch files (".<uuid>-tmp-<name>", renamed into place once written) are never read on restore;
-        # one a kill or a mid-write upload left behind is no reason to set anything aside.
-        if (info.type == pafs.FileType.File and info.base_name.endswith((".json", ".pkl"))
-                and not info.base_name.startswith(".")):
-            kinds.setdefault(state_file_kind(info.base_name), []).append(info)
+    for info in state_files(experiment, fs):
+        kinds.setdefault(state_file_kind(info.base_name), []).append(info)
     whole: set[str] = set()
     for infos in kinds.values():
         for info in sorted(infos, key=lambda i: i.base_name, reverse=True):
@@ -203,7 +213,7 @@ def restorable(experiment: str, fs: pafs.FileSystem) -> bool:
             log.warning("Tune state file %s was torn by the interruption; set aside as %s.torn", info.base_name,
                         info.base_name)
             fs.move(info.path, f"{info.path}.torn")
-    if TUNER_STATE not in whole or not any(n.startswith(EXPERIMENT_STATE_PREFIX) for n in whole):
+    if not snapshot_complete(whole):
         log.warning("Tune experiment %s has no whole state to restore; unfinished trials start afresh", experiment)
         return False
     return True

@@ -21,8 +21,7 @@ import yaml
 from fitting.store import ResultsStore
 from orchestrator.group_asha import load_state
 from orchestrator.plan import plan_trials, resolve_domains
-from orchestrator.ray_internals import EXPERIMENT_STATE_PREFIX, TUNER_STATE
-from orchestrator.runner import TUNE_DIR, asha_state_uri, intact, restorable
+from orchestrator.runner import TUNE_DIR, asha_state_uri, intact, restorable, snapshot_complete, state_files
 from orchestrator.spec import parse_spec
 from tests.orchestrator.test_sweep import spec_data
 from tests.ray_cluster import cluster_env, processes
@@ -89,11 +88,8 @@ def tune_state_whole(experiment: Path) -> bool:
     """Whether Tune's snapshot in storage is there and whole right now. Tune uploads it with a plain copy, and a
     kill during that copy tears it; the runner then starts unfinished trials afresh (tested on its own below), which
     is not the restore this test is about, so the kill waits for a moment between uploads."""
-    files = [p for p in experiment.glob("*") if p.is_file() and p.suffix in (".json", ".pkl")
-             and not p.name.startswith(".")]
-    names = {p.name for p in files}
-    return (TUNER_STATE in names and any(n.startswith(EXPERIMENT_STATE_PREFIX) for n in names)
-            and all(intact(p.read_bytes()) for p in files))
+    files = [Path(info.path) for info in state_files(str(experiment), pafs.LocalFileSystem())]
+    return snapshot_complete({p.name for p in files}) and all(intact(p.read_bytes()) for p in files)
 
 
 def kill_and_resume(corpus: Path, tmp_path: Path, storage: str, name: str, shards: list[float]) -> None:
